@@ -1,0 +1,100 @@
+//! Load-time knobs: struct offsets resolved from the running kernel's BTF
+//! and the in-kernel filters. Userspace fills these in and sets them as
+//! globals before loading; the eBPF programs only read them.
+//!
+//! An offset of [`ABSENT`] means "this kernel has no such field"; a program
+//! that needs it is not attached (the attach plan says so).
+
+/// Marker for a field the running kernel does not have.
+pub const ABSENT: u32 = u32::MAX;
+
+/// Byte offsets (and the few sizes/addresses) the probes need.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Address of the `vmemmap_base` variable (from /proc/kallsyms); BPF
+    /// reads its value. 0: use [`Layout::vmemmap_default`].
+    pub vmemmap_base_sym: u64,
+    /// `struct page *` of pfn 0 when `vmemmap_base_sym` is 0.
+    pub vmemmap_default: u64,
+    /// `sizeof(struct page)`.
+    pub page_size: u32,
+    pub page_flags: u32,
+    pub page_refcount: u32,
+    pub page_mapcount: u32,
+    pub page_mapping: u32,
+    pub page_compound_head: u32,
+    /// `struct folio::_large_mapcount` ([`ABSENT`] before 6.x folios).
+    pub folio_large_mapcount: u32,
+
+    pub vmf_vma: u32,
+    pub vmf_address: u32,
+    pub vmf_flags: u32,
+    pub vmf_orig_pte: u32,
+    pub vmf_pte: u32,
+    pub vmf_pmd: u32,
+    /// `vm_fault::orig_pmd` ([`ABSENT`] on 5.10, where it is an argument).
+    pub vmf_orig_pmd: u32,
+
+    pub vma_mm: u32,
+    pub vma_start: u32,
+    pub vma_end: u32,
+    pub vma_flags: u32,
+
+    pub task_mm: u32,
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub _pad: u32,
+}
+
+impl Layout {
+    /// A layout with every field absent: nothing can attach with it.
+    pub const EMPTY: Layout = Layout {
+        vmemmap_base_sym: 0,
+        vmemmap_default: 0xffff_ea00_0000_0000,
+        page_size: 64,
+        page_flags: ABSENT,
+        page_refcount: ABSENT,
+        page_mapcount: ABSENT,
+        page_mapping: ABSENT,
+        page_compound_head: ABSENT,
+        folio_large_mapcount: ABSENT,
+        vmf_vma: ABSENT,
+        vmf_address: ABSENT,
+        vmf_flags: ABSENT,
+        vmf_orig_pte: ABSENT,
+        vmf_pte: ABSENT,
+        vmf_pmd: ABSENT,
+        vmf_orig_pmd: ABSENT,
+        vma_mm: ABSENT,
+        vma_start: ABSENT,
+        vma_end: ABSENT,
+        vma_flags: ABSENT,
+        task_mm: ABSENT,
+        task_pid: ABSENT,
+        task_tgid: ABSENT,
+        _pad: 0,
+    };
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+/// In-kernel filters. Events of the tracer's own process are always dropped.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// The tracer's own tgid.
+    pub self_tgid: u32,
+    /// 1: only tgids present in the `PIDS` map pass.
+    pub pid_filter: u32,
+    /// Number of leading bytes of `comm` that must match (0: no comm filter).
+    pub comm_len: u32,
+    pub _pad: u32,
+    /// Only tasks in this cgroup (v2 id) pass; 0: no cgroup filter.
+    pub cgroup_id: u64,
+    pub comm: [u8; 16],
+}

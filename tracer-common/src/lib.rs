@@ -1,0 +1,93 @@
+//! Records shared by cowtrace's eBPF programs and its userspace.
+//!
+//! Everything here crosses the kernel/user boundary as raw bytes, so every
+//! type is `#[repr(C)]`, uses explicit integer fields and explicit padding
+//! (no `bool`, no implicit holes) and carries a size assertion.
+//!
+//! The records are *raw witnesses*: what the kernel showed the probe (PTE
+//! values, `struct page` words, flag words). Turning them into decisions and
+//! named flags is userspace's job (`tracer::decode`), where it is pure,
+//! unit-tested code and where the running kernel's BTF is at hand.
+#![no_std]
+
+pub mod layout;
+pub mod records;
+
+pub use layout::{Filter, Layout};
+pub use records::*;
+
+/// Ring buffer carrying every record to userspace.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Default ring buffer size in bytes (a power of two, a multiple of the page size).
+pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+/// Per-CPU array of `u64`, indexed by [`hook`]: records dropped because the
+/// ring buffer was full.
+pub const LOST_MAP: &str = "LOST";
+/// Per-CPU array of `u64`, indexed by [`hook`]: probe invocations that could
+/// not read what they needed (a failed `bpf_probe_read_kernel`, an exit
+/// without its entry). They are counted, never silently ignored.
+pub const ERRORS_MAP: &str = "ERRORS";
+/// Per-CPU array of `u64`, indexed by [`hook`]: records emitted.
+pub const EMITTED_MAP: &str = "EMITTED";
+/// Kernel stack traces referenced by `stack_id` fields.
+pub const STACKS_MAP: &str = "STACKS";
+pub const STACKS_MAX_ENTRIES: u32 = 16 * 1024;
+/// Hash map of allowed process ids (tgid -> 1) used when `Filter::pid_filter` is set.
+pub const PIDS_MAP: &str = "PIDS";
+pub const PIDS_MAX_ENTRIES: u32 = 1024;
+/// Name of the global holding the [`Layout`].
+pub const LAYOUT_GLOBAL: &str = "LAYOUT";
+/// Name of the global holding the [`Filter`].
+pub const FILTER_GLOBAL: &str = "FILTER";
+
+/// Hook identifiers: index of the loss/error/emitted counters and
+/// `Header::hook`. Numbers are never reused once retired.
+pub mod hook {
+    /// `do_wp_page`: base-page write-protect and unshare faults.
+    pub const WP_FAULT: u16 = 0;
+    /// `do_huge_pmd_wp_page`: PMD-mapped THP write-protect faults.
+    pub const THP_WP: u16 = 1;
+    /// GUP slow path grabs (`try_grab_page` / `try_grab_folio`).
+    pub const GUP_SLOW: u16 = 2;
+    /// GUP fast path grabs (`try_grab_compound_head` / `try_grab_folio(_fast)`).
+    pub const GUP_FAST: u16 = 3;
+    /// Pin releases (`put_compound_head` / `gup_put_folio`).
+    pub const UNPIN: u16 = 4;
+    /// `copy_page_range`: one record per VMA copied at fork.
+    pub const FORK_VMA: u16 = 5;
+    /// Page allocations inside a `copy_page_range` window (eager copies).
+    pub const FORK_COPY: u16 = 6;
+    /// `sched_process_fork` / `sched_process_exit`.
+    pub const TASK: u16 = 7;
+    /// Swap-in decisions (`do_swap_page`).
+    pub const SWAP: u16 = 8;
+    /// hugetlb write-protect decisions (`hugetlb_cow` / `hugetlb_wp`).
+    pub const HUGETLB: u16 = 9;
+    /// Size of the counter arrays (room for future hooks).
+    pub const COUNT: u32 = 16;
+
+    /// Stable short name, used in outputs and `lost` events.
+    pub const fn name(hook: u16) -> &'static str {
+        match hook {
+            WP_FAULT => "wp_fault",
+            THP_WP => "thp_wp",
+            GUP_SLOW => "gup_slow",
+            GUP_FAST => "gup_fast",
+            UNPIN => "unpin",
+            FORK_VMA => "fork_vma",
+            FORK_COPY => "fork_copy",
+            TASK => "task",
+            SWAP => "swap",
+            HUGETLB => "hugetlb",
+            _ => "unknown",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: every type below is #[repr(C)], made only of integers and
+    // arrays of integers, with explicit padding, so any bit pattern is valid.
+    unsafe impl aya::Pod for crate::Layout {}
+    unsafe impl aya::Pod for crate::Filter {}
+}

@@ -1,0 +1,1 @@
+//! Load the embedded eBPF object, attach it per the plan, drain the ring buffer.

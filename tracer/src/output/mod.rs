@@ -1,0 +1,1 @@
+//! Rendering and sinks: reports (text/JSON), event exports, alerts.
