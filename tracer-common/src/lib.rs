@@ -91,3 +91,44 @@ mod pod {
     unsafe impl aya::Pod for crate::Layout {}
     unsafe impl aya::Pod for crate::Filter {}
 }
+
+/// eBPF program names: the contract between `tracer-ebpf` and the attach
+/// plan in `tracer::kernel::plan`, which says which symbol each attaches to
+/// on the running kernel.
+pub mod prog {
+    /// kprobe/kretprobe `do_wp_page(vmf)`.
+    pub const WP_ENTRY: &str = "wp_entry";
+    pub const WP_EXIT: &str = "wp_exit";
+    /// kprobe/kretprobe `do_huge_pmd_wp_page(vmf[, orig_pmd])`.
+    pub const THP_ENTRY: &str = "thp_entry";
+    pub const THP_EXIT: &str = "thp_exit";
+    /// kprobe `__get_user_pages(mm, start, ...)`: slow-path context.
+    pub const GUP_SLOW_START: &str = "gup_slow_start";
+    /// kprobe `follow_page_pte(vma, address, ...)`: the exact address.
+    pub const GUP_FOLLOW_PTE: &str = "gup_follow_pte";
+    /// kprobe on a slow-path grab taking `(page, flags)`: `try_grab_page`.
+    pub const GUP_SLOW_PF: &str = "gup_slow_pf";
+    /// kprobe on a slow-path grab taking `(folio, refs, flags)`: 6.12+ `try_grab_folio`.
+    pub const GUP_SLOW_PRF: &str = "gup_slow_prf";
+    /// kretprobe on the slow-path grab.
+    pub const GUP_SLOW_EXIT: &str = "gup_slow_exit";
+    /// kprobe `internal_get_user_pages_fast` / `gup_fast_fallback(start, ...)`.
+    pub const GUP_FAST_START: &str = "gup_fast_start";
+    /// kprobe on a fast-path grab taking `(page, refs, flags)`.
+    pub const GUP_FAST_PRF: &str = "gup_fast_prf";
+    /// kretprobe on the fast-path grab.
+    pub const GUP_FAST_EXIT: &str = "gup_fast_exit";
+    /// kprobe `put_compound_head` / `gup_put_folio(page|folio, refs, flags)`.
+    pub const UNPIN: &str = "unpin";
+    /// kprobe/kretprobe `copy_page_range(dst_vma, src_vma)`.
+    pub const FORK_VMA_ENTRY: &str = "fork_vma_entry";
+    pub const FORK_VMA_EXIT: &str = "fork_vma_exit";
+    /// kprobe on the user-page allocator (4th argument is the address):
+    /// `alloc_pages_vma` / `vma_alloc_folio` / `vma_alloc_folio_noprof`.
+    pub const FORK_ALLOC: &str = "fork_alloc";
+    /// raw tracepoints `sched_process_fork` / `sched_process_exit`.
+    pub const TASK_FORK: &str = "task_fork";
+    pub const TASK_EXIT: &str = "task_exit";
+    /// Counting-only kprobe on `do_wp_page` (the benchmark anchor).
+    pub const BASELINE_COUNT: &str = "baseline_count";
+}

@@ -133,9 +133,10 @@ pub struct GupRecord {
     pub stack_id: i32,
     /// One of [`gup_path`].
     pub path: u8,
-    /// 1 when the grab succeeded.
-    pub ok: u8,
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 3],
+    /// The grab helper's raw return value; what success looks like depends
+    /// on the helper (bool, 0, or a non-NULL pointer): the attach plan says.
+    pub ret: u64,
 }
 
 /// A pin (or GUP reference) released through the GUP put helpers.
@@ -202,7 +203,7 @@ macro_rules! assert_size {
 assert_size!(Header, 56);
 assert_size!(PageSnapshot, 40);
 assert_size!(CowFaultRecord, 56 + 32 + 40 + 16);
-assert_size!(GupRecord, 56 + 16 + 40 + 16);
+assert_size!(GupRecord, 56 + 16 + 40 + 16 + 8);
 assert_size!(UnpinRecord, 56 + 24);
 assert_size!(ForkVmaRecord, 56 + 32);
 assert_size!(ForkCopyRecord, 56 + 24);
