@@ -44,7 +44,8 @@ pub struct Layout {
     pub task_mm: u32,
     pub task_pid: u32,
     pub task_tgid: u32,
-    pub _pad: u32,
+    /// Bit number of PG_head in `page->flags` (`enum pageflags`).
+    pub pg_head: u32,
 }
 
 impl Layout {
@@ -73,7 +74,7 @@ impl Layout {
         task_mm: ABSENT,
         task_pid: ABSENT,
         task_tgid: ABSENT,
-        _pad: 0,
+        pg_head: ABSENT,
     };
 }
 

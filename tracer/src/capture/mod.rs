@@ -1,1 +1,17 @@
-//! Load the embedded eBPF object, attach it per the plan, drain the ring buffer.
+//! Load the embedded eBPF object, attach it per the attach plan, drain the
+//! ring buffer. This and the CLI are the only async code: everything after
+//! the ring buffer is handed to the synchronous `decode` → `model` pipeline.
+
+mod counters;
+mod error;
+mod loader;
+mod object;
+mod ring;
+mod stacks;
+
+pub use counters::{LossCounters, LossDelta};
+pub use error::CaptureError;
+pub use loader::{AttachKind, Attachment, Capture, LoadOptions};
+pub use object::ebpf_object;
+pub use ring::RingSource;
+pub use stacks::MapStacks;

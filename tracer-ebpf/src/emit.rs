@@ -1,0 +1,122 @@
+//! The ring buffer, in-kernel filters and per-hook counters.
+//!
+//! Nothing is dropped silently: a full ring buffer bumps `LOST[hook]`, a
+//! probe that cannot read what it needs bumps `ERRORS[hook]`; userspace
+//! turns both into `lost` events.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid,
+        generated::{bpf_get_current_cgroup_id, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    },
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
+};
+use tracer_common::{
+    DEFAULT_RING_BYTES, Header, PIDS_MAX_ENTRIES, STACKS_MAX_ENTRIES, hook,
+};
+
+use crate::{global, kmem};
+
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+#[map(name = "LOST")]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(hook::COUNT, 0);
+
+#[map(name = "ERRORS")]
+static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(hook::COUNT, 0);
+
+#[map(name = "EMITTED")]
+static EMITTED: PerCpuArray<u64> = PerCpuArray::with_max_entries(hook::COUNT, 0);
+
+#[map(name = "STACKS")]
+pub static STACKS: StackTrace = StackTrace::with_max_entries(STACKS_MAX_ENTRIES, 0);
+
+#[map(name = "PIDS")]
+static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(PIDS_MAX_ENTRIES, 0);
+
+#[inline(always)]
+fn bump(counters: &PerCpuArray<u64>, hook: u16) {
+    if let Some(p) = counters.get_ptr_mut(hook as u32) {
+        // Per-CPU slot, and BPF programs do not migrate: no race.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Counts a probe invocation that could not produce its record.
+#[inline(always)]
+pub fn error(hook: u16) {
+    bump(&ERRORS, hook);
+}
+
+/// The current task's `pid_tgid` (tid in the low half), the key of every
+/// entry/exit map.
+#[inline(always)]
+pub fn task_key() -> u64 {
+    bpf_get_current_pid_tgid()
+}
+
+/// Whether the current task passes the in-kernel filters. The tracer's own
+/// process never does.
+#[inline(always)]
+pub fn passes() -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == global!(FILTER.self_tgid) {
+        return false;
+    }
+    if global!(FILTER.pid_filter) != 0 && unsafe { PIDS.get(&tgid) }.is_none() {
+        return false;
+    }
+    let cgroup = global!(FILTER.cgroup_id);
+    if cgroup != 0 && unsafe { bpf_get_current_cgroup_id() } != cgroup {
+        return false;
+    }
+    let n = global!(FILTER.comm_len) as usize;
+    if n != 0 {
+        let Ok(comm) = bpf_get_current_comm() else {
+            return false;
+        };
+        let want = global!(FILTER.comm);
+        let mut i = 0;
+        while i < 16 {
+            if i < n && comm[i] != want[i] {
+                return false;
+            }
+            i += 1;
+        }
+    }
+    true
+}
+
+/// With a pid filter, a traced process's new child is traced too.
+#[inline(always)]
+pub fn follow_child(child_tgid: u32) {
+    if global!(FILTER.pid_filter) != 0 {
+        let _ = PIDS.insert(&child_tgid, &1, 0);
+    }
+}
+
+/// Fills the envelope for the current task.
+#[inline(always)]
+pub fn header(hdr: &mut Header, kind: u16, hook: u16, size: usize) {
+    let id = bpf_get_current_pid_tgid();
+    hdr.kind = kind;
+    hdr.hook = hook;
+    hdr.size = size as u32;
+    hdr.time_ns = unsafe { bpf_ktime_get_ns() };
+    hdr.pid = (id >> 32) as u32;
+    hdr.tid = id as u32;
+    hdr.cpu = unsafe { bpf_get_smp_processor_id() };
+    hdr.mm = kmem::current_mm();
+    hdr.comm = bpf_get_current_comm().unwrap_or_default();
+}
+
+/// Copies a finished record into the ring buffer, counting success or loss.
+#[inline(always)]
+pub fn output<T: 'static>(hook: u16, rec: &T) {
+    match EVENTS.output::<T>(rec, 0) {
+        Ok(()) => bump(&EMITTED, hook),
+        Err(_) => bump(&LOST, hook),
+    }
+}

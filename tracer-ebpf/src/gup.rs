@@ -1,0 +1,193 @@
+//! GUP: every page grabbed by the slow or fast path (FOLL_GET or FOLL_PIN)
+//! and every pin released through the GUP put helpers.
+//!
+//! The grab helpers do not know the user address, so context probes keep
+//! it per task: `__get_user_pages(mm, start, ...)` and
+//! `follow_page_pte(vma, address, ...)` on the slow path (the latter exact
+//! per page), `internal_get_user_pages_fast` / `gup_fast_fallback(start, ...)`
+//! on the fast path, which walks pages in address order from `start`.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    macros::{kprobe, kretprobe, map},
+    maps::LruHashMap,
+    programs::{ProbeContext, RetProbeContext, tracing::StackIdContext as _},
+};
+use tracer_common::{GupRecord, UnpinRecord, gup_path, hook, kind};
+
+use crate::{emit, global, kmem, kmem::read, page};
+
+const PAGE_SIZE: u64 = 4096;
+
+/// Where the current task's GUP call stands.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Cursor {
+    mm: u64,
+    /// Address of the next page on the fast path / the call's start.
+    next: u64,
+    /// Exact address from `follow_page_pte`, consumed by the next grab.
+    exact: u64,
+}
+
+/// A grab between entry and exit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Pending {
+    rec: GupRecord,
+    page: u64,
+}
+
+#[map(name = "GUP_CURSOR")]
+static CURSOR: LruHashMap<u64, Cursor> = LruHashMap::with_max_entries(4096, 0);
+
+#[map(name = "GRABS")]
+static GRABS: LruHashMap<u64, Pending> = LruHashMap::with_max_entries(4096, 0);
+
+#[kprobe]
+pub fn gup_slow_start(ctx: ProbeContext) -> u32 {
+    if emit::passes() {
+        let mm = ctx.arg::<u64>(0).unwrap_or(0);
+        let start = ctx.arg::<u64>(1).unwrap_or(0);
+        let c = Cursor { mm, next: start, exact: 0 };
+        let _ = CURSOR.insert(&emit::task_key(), &c, 0);
+    }
+    0
+}
+
+#[kprobe]
+pub fn gup_follow_pte(ctx: ProbeContext) -> u32 {
+    if let Some(c) = CURSOR.get_ptr_mut(&emit::task_key()) {
+        let vma = ctx.arg::<u64>(0).unwrap_or(0);
+        let address = ctx.arg::<u64>(1).unwrap_or(0);
+        // SAFETY: map value of this task.
+        let c = unsafe { &mut *c };
+        c.exact = address;
+        if let Ok(mm) = read::<u64>(vma, global!(LAYOUT.vma_mm)) {
+            c.mm = mm;
+        }
+    }
+    0
+}
+
+#[kprobe]
+pub fn gup_fast_start(ctx: ProbeContext) -> u32 {
+    if emit::passes() {
+        let start = ctx.arg::<u64>(0).unwrap_or(0);
+        let c = Cursor { mm: kmem::current_mm(), next: start, exact: 0 };
+        let _ = CURSOR.insert(&emit::task_key(), &c, 0);
+    }
+    0
+}
+
+/// Slow-path grab taking `(page, flags)`: `try_grab_page`.
+#[kprobe]
+pub fn gup_slow_pf(ctx: ProbeContext) -> u32 {
+    let page = ctx.arg::<u64>(0).unwrap_or(0);
+    let flags = ctx.arg::<u64>(1).unwrap_or(0) as u32;
+    grab_entry(&ctx, gup_path::SLOW, hook::GUP_SLOW, page, 1, flags);
+    0
+}
+
+/// Slow-path grab taking `(folio, refs, flags)`: `try_grab_folio` (6.12+).
+#[kprobe]
+pub fn gup_slow_prf(ctx: ProbeContext) -> u32 {
+    let page = ctx.arg::<u64>(0).unwrap_or(0);
+    let refs = ctx.arg::<u64>(1).unwrap_or(0) as u32;
+    let flags = ctx.arg::<u64>(2).unwrap_or(0) as u32;
+    grab_entry(&ctx, gup_path::SLOW, hook::GUP_SLOW, page, refs, flags);
+    0
+}
+
+/// Fast-path grab taking `(page, refs, flags)`.
+#[kprobe]
+pub fn gup_fast_prf(ctx: ProbeContext) -> u32 {
+    let page = ctx.arg::<u64>(0).unwrap_or(0);
+    let refs = ctx.arg::<u64>(1).unwrap_or(0) as u32;
+    let flags = ctx.arg::<u64>(2).unwrap_or(0) as u32;
+    grab_entry(&ctx, gup_path::FAST, hook::GUP_FAST, page, refs, flags);
+    0
+}
+
+#[kretprobe]
+pub fn gup_slow_exit(ctx: RetProbeContext) -> u32 {
+    grab_exit(&ctx, hook::GUP_SLOW);
+    0
+}
+
+#[kretprobe]
+pub fn gup_fast_exit(ctx: RetProbeContext) -> u32 {
+    grab_exit(&ctx, hook::GUP_FAST);
+    0
+}
+
+#[inline(always)]
+fn grab_entry(ctx: &ProbeContext, path: u8, hook: u16, page: u64, refs: u32, flags: u32) {
+    if !emit::passes() {
+        return;
+    }
+    let key = emit::task_key();
+    let mut p = Pending { rec: GupRecord::default(), page };
+    let rec = &mut p.rec;
+    emit::header(&mut rec.hdr, kind::GUP, hook, core::mem::size_of::<GupRecord>());
+    rec.path = path;
+    rec.refs = refs;
+    rec.gup_flags = flags;
+    rec.pfn = page::pfn_of_page(page);
+    if let Some(c) = CURSOR.get_ptr_mut(&key) {
+        // SAFETY: map value of this task.
+        let c = unsafe { &mut *c };
+        rec.hdr.mm = c.mm;
+        if c.exact != 0 {
+            rec.address = c.exact;
+            c.exact = 0;
+        } else {
+            rec.address = c.next;
+        }
+        c.next = rec.address + refs as u64 * PAGE_SIZE;
+    }
+    rec.stack_id = match ctx.get_stackid(&emit::STACKS, 0) {
+        Ok(id) => id as i32,
+        Err(e) => e,
+    };
+    if GRABS.insert(&key, &p, 0).is_err() {
+        emit::error(hook);
+    }
+}
+
+#[inline(always)]
+fn grab_exit(ctx: &RetProbeContext, hook: u16) {
+    let key = emit::task_key();
+    let Some(p) = GRABS.get_ptr_mut(&key) else {
+        return;
+    };
+    // SAFETY: map value of this task.
+    let p = unsafe { &mut *p };
+    p.rec.ret = ctx.ret::<u64>();
+    // After the grab: the refcount includes the new reference.
+    page::snapshot(p.page, &mut p.rec.page);
+    emit::output(hook, &p.rec);
+    let _ = GRABS.remove(&key);
+}
+
+/// `put_compound_head(page, refs, flags)` (5.10) / `gup_put_folio(folio,
+/// refs, flags)` (6.1+). Not filtered by process: a pin is often released
+/// by another task (io_uring teardown runs in a kworker), and the engine
+/// needs every release to keep pin counts right.
+#[kprobe]
+pub fn unpin(ctx: ProbeContext) -> u32 {
+    let tgid = (emit::task_key() >> 32) as u32;
+    if tgid == global!(FILTER.self_tgid) {
+        return 0;
+    }
+    let page = ctx.arg::<u64>(0).unwrap_or(0);
+    let mut rec = UnpinRecord::default();
+    emit::header(&mut rec.hdr, kind::UNPIN, hook::UNPIN, core::mem::size_of::<UnpinRecord>());
+    rec.pfn = page::pfn_of_page(page);
+    rec.refs = ctx.arg::<u64>(1).unwrap_or(0) as u32;
+    rec.gup_flags = ctx.arg::<u64>(2).unwrap_or(0) as u32;
+    rec.refcount_before = read::<i32>(page, global!(LAYOUT.page_refcount)).unwrap_or(0);
+    let _ = ctx.as_ptr();
+    emit::output(hook::UNPIN, &rec);
+    0
+}
