@@ -89,10 +89,16 @@ pub fn passes() -> bool {
     true
 }
 
-/// With a pid filter, a traced process's new child is traced too.
+/// With a pid filter, a new child of a selected process is selected too
+/// (the tracer's own pid may be selected only so that `-- CMD` is followed;
+/// its own events are still dropped by `passes`).
 #[inline(always)]
 pub fn follow_child(child_tgid: u32) {
-    if global!(FILTER.pid_filter) != 0 {
+    if global!(FILTER.pid_filter) == 0 {
+        return;
+    }
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if unsafe { PIDS.get(&parent) }.is_some() {
         let _ = PIDS.insert(&child_tgid, &1, 0);
     }
 }

@@ -9,12 +9,7 @@ use crate::{emit, global, kmem::read};
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn task_fork(ctx: RawTracePointContext) -> i32 {
-    if !emit::passes() {
-        return 0;
-    }
     let child: u64 = ctx.arg(1);
-    let mut rec = TaskForkRecord::default();
-    emit::header(&mut rec.hdr, kind::TASK_FORK, hook::TASK, core::mem::size_of::<TaskForkRecord>());
     let (Ok(pid), Ok(tgid)) = (
         read::<u32>(child, global!(LAYOUT.task_pid)),
         read::<u32>(child, global!(LAYOUT.task_tgid)),
@@ -22,12 +17,17 @@ pub fn task_fork(ctx: RawTracePointContext) -> i32 {
         emit::error(hook::TASK);
         return 0;
     };
-    rec.child_tid = pid;
-    rec.child_pid = tgid;
-    rec.child_mm = read::<u64>(child, global!(LAYOUT.task_mm)).unwrap_or(0);
     if pid == tgid {
         emit::follow_child(tgid);
     }
+    if !emit::passes() {
+        return 0;
+    }
+    let mut rec = TaskForkRecord::default();
+    emit::header(&mut rec.hdr, kind::TASK_FORK, hook::TASK, core::mem::size_of::<TaskForkRecord>());
+    rec.child_tid = pid;
+    rec.child_pid = tgid;
+    rec.child_mm = read::<u64>(child, global!(LAYOUT.task_mm)).unwrap_or(0);
     emit::output(hook::TASK, &rec);
     0
 }

@@ -22,6 +22,15 @@ pub struct KernelConsts {
     pub pg_anon_exclusive: Option<u32>,
     pub pg_swapcache: Option<u32>,
     pub pg_head: u32,
+    /// PG_reserved: set on the zero page (and other pages the allocator
+    /// never hands out), which `do_wp_page` never reuses or COWs as an
+    /// anonymous page. `None` when unknown: the check is then skipped.
+    #[serde(default)]
+    pub pg_reserved: Option<u32>,
+    /// PG_swapbacked: PG_swapcache is an alias of PG_owner_priv_1 and only
+    /// means "in the swap cache" on a swap-backed folio (`folio_test_swapcache`).
+    #[serde(default)]
+    pub pg_swapbacked: Option<u32>,
     /// Low bits of `page->mapping`: PAGE_MAPPING_ANON, PAGE_MAPPING_KSM.
     pub mapping_anon: u64,
     pub mapping_ksm: u64,

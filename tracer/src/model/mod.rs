@@ -3,4 +3,23 @@
 
 pub mod event;
 
+pub mod alert;
+mod alerts;
+mod bounded;
+pub mod config;
+pub mod engine;
+#[cfg(test)]
+mod engine_tests;
+mod fasthash;
+mod pages;
+pub mod reason;
+pub mod report;
+pub mod rules;
+#[cfg(test)]
+mod testkit;
+
+pub use alert::{Alert, Holder, RuleId, Severity};
+pub use config::{Config, ConfigError};
+pub use engine::{Engine, StateSizes};
 pub use event::*;
+pub use report::{Report, Summary};

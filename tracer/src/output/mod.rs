@@ -1,1 +1,4 @@
 //! Rendering and sinks: reports (text/JSON), event exports, alerts.
+pub mod alert_text;
+pub mod jsonl;
+pub mod report_text;

@@ -14,7 +14,11 @@ pub struct ClockBase {
 }
 
 /// Everything a reader on another machine needs to interpret the events.
+///
+/// Stored as JSON in every trace file's header. `serde(default)`: a header
+/// written before a field was added still reads (fields are only ever added).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TraceMeta {
     /// cowtrace's version that wrote the file.
     pub tool_version: String,

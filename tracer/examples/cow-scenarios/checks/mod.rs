@@ -1,0 +1,173 @@
+//! The checks: pure functions from (ground truth, exported events, report)
+//! to a verdict. No I/O here, so every rule is unit-tested on the host with
+//! synthetic JSON (see `fixtures`).
+//!
+//! Events are attributed to a process by `pid` and to the buffer by
+//! `address` in `[start, end)`; PFNs are compared page by page with what the
+//! workload measured through pagemap.
+
+mod counters;
+#[cfg(test)]
+mod fixtures;
+mod fork_writes;
+mod iouring;
+mod plan;
+mod ro_pin;
+#[cfg(test)]
+mod tests;
+mod view;
+mod vmsplice;
+
+pub use plan::check_plan;
+
+use crate::export::Event;
+use crate::report::Report;
+use crate::truth::{Truth, TruthError};
+use crate::workloads::Workload;
+
+/// The outcome of one scenario's check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub ok: bool,
+    /// The measured numbers, then the failures (short, one line).
+    pub detail: String,
+}
+
+impl Verdict {
+    pub fn failed(detail: impl Into<String>) -> Verdict {
+        Verdict {
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Collects what was seen (notes) and what was wrong (failures).
+#[derive(Default)]
+pub struct Checker {
+    notes: Vec<String>,
+    failures: Vec<String>,
+}
+
+/// Failures beyond this many are only counted, to keep the line short.
+const MAX_LISTED_FAILURES: usize = 6;
+
+impl Checker {
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.notes.push(text.into());
+    }
+
+    pub fn fail(&mut self, text: impl Into<String>) {
+        self.failures.push(text.into());
+    }
+
+    pub fn expect(&mut self, ok: bool, text: impl FnOnce() -> String) {
+        if !ok {
+            self.fail(text());
+        }
+    }
+
+    pub fn expect_eq<T: PartialEq + std::fmt::Display>(&mut self, what: &str, got: T, want: T) {
+        if got != want {
+            self.fail(format!("{what}: {got}, expected {want}"));
+        }
+    }
+
+    pub fn finish(self) -> Verdict {
+        let mut detail = self.notes.join("; ");
+        if !self.failures.is_empty() {
+            let listed: Vec<&str> = self
+                .failures
+                .iter()
+                .take(MAX_LISTED_FAILURES)
+                .map(String::as_str)
+                .collect();
+            detail.push_str(" | FAIL: ");
+            detail.push_str(&listed.join("; "));
+            if self.failures.len() > MAX_LISTED_FAILURES {
+                detail.push_str(&format!(
+                    " (+{} more)",
+                    self.failures.len() - MAX_LISTED_FAILURES
+                ));
+            }
+        }
+        Verdict {
+            ok: self.failures.is_empty(),
+            detail,
+        }
+    }
+}
+
+/// What one scenario's check looks at.
+pub struct Inputs<'a> {
+    pub truth: &'a Truth,
+    pub events: &'a [Event],
+    pub report: &'a Report,
+}
+
+impl Inputs<'_> {
+    pub fn parent(&self) -> u32 {
+        self.truth.parent_pid
+    }
+}
+
+/// Checks one workload's recording against its ground truth.
+pub fn check(workload: Workload, inputs: &Inputs<'_>) -> Verdict {
+    let mut c = Checker::default();
+    let truth = inputs.truth;
+    if let Err(e) = truth.validate() {
+        return Verdict::failed(e.to_string());
+    }
+    if truth.workload != workload.name() {
+        return Verdict::failed(format!(
+            "truth is for {:?}, not {}",
+            truth.workload,
+            workload.name()
+        ));
+    }
+    let Some(child) = truth.child_pid else {
+        return Verdict::failed("truth names no child pid");
+    };
+    let scenario: Result<(), TruthError> = match workload {
+        Workload::ForkChildWrites => fork_writes::check(&mut c, inputs, child, false),
+        Workload::Overload => fork_writes::check(&mut c, inputs, child, true),
+        Workload::RoPinAfterFork => ro_pin::check(&mut c, inputs, child),
+        Workload::VmspliceThenWrite => vmsplice::check(&mut c, inputs, child),
+        Workload::IouringPin => iouring::check(&mut c, inputs, child),
+    };
+    if let Err(e) = scenario {
+        c.fail(e.to_string());
+    }
+    counters::check_loss(&mut c, inputs, workload == Workload::Overload);
+    counters::check_report_counters(&mut c, inputs, &[truth.parent_pid, child]);
+    c.finish()
+}
+
+#[cfg(test)]
+mod checker_tests {
+    use super::*;
+
+    #[test]
+    fn checker_lists_failures_after_notes_and_caps_them() {
+        let mut c = Checker::default();
+        c.note("measured 16");
+        c.expect_eq("copies", 3, 3);
+        assert_eq!(
+            c.finish(),
+            Verdict {
+                ok: true,
+                detail: "measured 16".into()
+            }
+        );
+
+        let mut c = Checker::default();
+        c.note("n");
+        for i in 0..8 {
+            c.expect_eq("x", i, 100);
+        }
+        let v = c.finish();
+        assert!(!v.ok);
+        assert!(v.detail.starts_with("n | FAIL: x: 0, expected 100"));
+        assert!(v.detail.ends_with("(+2 more)"));
+    }
+}

@@ -1,0 +1,185 @@
+//! Thin process plumbing for the workloads: pipes, a forked companion
+//! process that can measure itself and report back, and `uname`.
+//!
+//! Workloads fork for real (`fork(2)`, not `std::process`): the point is the
+//! kernel's fork-time sharing of the buffer. `run` is single-threaded, so the
+//! child may allocate; it never returns into the caller's code and leaves
+//! with `_exit`.
+
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{FromRawFd as _, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+
+/// Both ends of a pipe (close-on-exec).
+pub struct Pipe {
+    pub read: File,
+    pub write: File,
+}
+
+impl Pipe {
+    pub fn new() -> anyhow::Result<Pipe> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("pipe2");
+        }
+        // SAFETY: pipe2 succeeded: both descriptors are open and ours alone.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok(Pipe {
+            read: File::from(read),
+            write: File::from(write),
+        })
+    }
+}
+
+pub fn getpid() -> u32 {
+    std::process::id()
+}
+
+/// `uname -r` of the running kernel.
+pub fn kernel_release() -> anyhow::Result<String> {
+    // SAFETY: utsname is plain old data; uname fills it.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("uname");
+    }
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// What a companion measured about itself.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChildReport {
+    pub pid: u32,
+    pub pfns_before: Vec<u64>,
+    pub pfns_after: Vec<u64>,
+}
+
+/// A forked child that runs one job, reports the result through a pipe,
+/// then stays alive (keeping the fork-shared pages shared) until
+/// [`Companion::release`]. Dropping an unreleased companion kills and reaps it.
+pub struct Companion {
+    pid: libc::pid_t,
+    report: Option<File>,
+    release: Option<File>,
+    reaped: bool,
+}
+
+impl Companion {
+    /// Forks; the child runs `job` and sends its result.
+    pub fn spawn(job: impl FnOnce() -> anyhow::Result<ChildReport>) -> anyhow::Result<Companion> {
+        let report = Pipe::new()?;
+        let release = Pipe::new()?;
+        // Unflushed output would be written twice (once by each process).
+        std::io::stdout().flush().ok();
+        std::io::stderr().flush().ok();
+        // SAFETY: the caller is single-threaded (see the module doc), so the
+        // child starts with a consistent heap; it leaves via `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error()).context("fork");
+        }
+        if pid == 0 {
+            drop(report.read);
+            drop(release.write);
+            child_main(job, report.write, release.read);
+        }
+        drop(report.write);
+        drop(release.read);
+        Ok(Companion {
+            pid,
+            report: Some(report.read),
+            release: Some(release.write),
+            reaped: false,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Waits for the job's result.
+    pub fn report(&mut self) -> anyhow::Result<ChildReport> {
+        let mut file = self
+            .report
+            .take()
+            .context("the child's report was already read")?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .context("reading the child's report")?;
+        let result: Result<ChildReport, String> = serde_json::from_str(&text)
+            .with_context(|| format!("child {} sent no usable report: {text:?}", self.pid))?;
+        result.map_err(|e| anyhow::anyhow!("child {}: {e}", self.pid))
+    }
+
+    /// Lets the child exit and reaps it.
+    pub fn release(mut self) -> anyhow::Result<()> {
+        drop(self.release.take());
+        let status = self.wait()?;
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            bail!(
+                "child {} ended abnormally (wait status {status:#x})",
+                self.pid
+            );
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self) -> anyhow::Result<libc::c_int> {
+        let mut status = 0;
+        loop {
+            // SAFETY: waiting for our own child; `status` is writable.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if r == self.pid {
+                self.reaped = true;
+                return Ok(status);
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(err).with_context(|| format!("waitpid({})", self.pid));
+            }
+        }
+    }
+}
+
+impl Drop for Companion {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: our own, not yet reaped child: the pid cannot have
+            // been reused by another process.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = self.wait();
+        }
+    }
+}
+
+fn child_main(
+    job: impl FnOnce() -> anyhow::Result<ChildReport>,
+    mut report: File,
+    mut release: File,
+) -> ! {
+    let result = catch_unwind(AssertUnwindSafe(job))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))
+        .map_err(|e| format!("{e:#}"));
+    let sent = serde_json::to_vec(&result)
+        .ok()
+        .is_some_and(|bytes| report.write_all(&bytes).is_ok());
+    drop(report);
+    // Block until the parent releases us (or dies: EOF either way).
+    let mut byte = [0u8; 1];
+    let _ = release.read(&mut byte);
+    let code = if sent && result.is_ok() { 0 } else { 1 };
+    // SAFETY: leaves the child without running the parent's destructors
+    // or atexit handlers.
+    unsafe { libc::_exit(code) }
+}

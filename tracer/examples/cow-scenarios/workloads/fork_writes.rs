@@ -1,0 +1,38 @@
+//! fork-child-writes (and overload, the same on many pages): after fork
+//! every page is shared; the child's writes must copy. Once the child has
+//! exited the parent is the only mapper again and its writes must reuse.
+
+use anyhow::bail;
+
+use super::{Ctx, Workload, same_child};
+use crate::buffer::Pattern;
+use crate::sys::Companion;
+use crate::truth::{Step, Truth, step};
+
+pub(super) fn run(ctx: Ctx, workload: Workload) -> anyhow::Result<Truth> {
+    let mut child = Companion::spawn(|| {
+        ctx.measure_in_child(|| {
+            ctx.buf.write_pages(Pattern::New);
+            Ok(())
+        })
+    })?;
+    let child_pid = child.pid();
+    let report = child.report()?;
+    same_child(child_pid, &report)?;
+    // Reaped: the child's mm is gone before the parent writes.
+    child.release()?;
+    if !ctx.buf.holds(Pattern::Old) {
+        bail!("the child's writes are visible in the parent: the pages were not copied");
+    }
+    let parent = ctx.step(step::PARENT_WRITE, || {
+        ctx.buf.write_pages(Pattern::New);
+        Ok(())
+    })?;
+    let child_write = Step::measured(
+        step::CHILD_WRITE,
+        report.pid,
+        report.pfns_before,
+        report.pfns_after,
+    );
+    ctx.truth(workload, Some(child_pid), vec![child_write, parent])
+}

@@ -1,0 +1,265 @@
+//! The live pipeline shared by `record` and `watch`: capture → decode →
+//! a sink. The async part is only waiting (ring buffer readiness, a tick,
+//! signals, the command, the deadline); each wake-up hands a batch of
+//! decoded events to the synchronous sink.
+
+use std::{
+    process::ExitStatus,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use tokio::signal::unix::{SignalKind, signal};
+use tracer_common::hook;
+
+use super::trace_args::TraceArgs;
+use crate::{
+    capture::{AttachKind, Attachment, Capture, LoadOptions, LossCounters, MapStacks, RingSource},
+    decode::{Decoder, DecoderConfig, RetKind, StackSource, Symbolizer},
+    kernel::{Kallsyms, KernelInfo, check, hooks},
+    model::{Event, KernelCaps},
+    trace::{ClockBase, TraceMeta},
+};
+
+/// Where decoded events go.
+pub trait Sink {
+    /// A batch of events in ring-buffer order.
+    fn events(&mut self, events: &[Event]) -> anyhow::Result<()>;
+    /// Called about every `TICK`: flush files, print summaries.
+    fn tick(&mut self) -> anyhow::Result<()>;
+}
+
+/// How often losses are polled and sinks ticked. Bounds what a crash can
+/// lose from a trace file (it is flushed on every tick).
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// Why tracing stopped.
+#[derive(Debug)]
+pub enum Stop {
+    Signal(&'static str),
+    Duration,
+    Command(ExitStatus),
+}
+
+/// A running capture and everything needed to decode what it produces.
+pub struct Live {
+    /// Held for its `Drop`, which detaches every probe.
+    #[expect(dead_code, reason = "held for Drop: detaches every probe")]
+    pub capture: Capture,
+    pub ring: RingSource,
+    pub counters: LossCounters,
+    pub stacks: MapStacks,
+    pub decoder: Decoder,
+    pub symbols: Kallsyms,
+    /// Records drained from the ring buffer.
+    pub records: u64,
+    /// Records the decoder rejected (unknown kind, short record).
+    pub undecodable: u64,
+}
+
+/// `StackSource` over the capture's stack map.
+struct Stacks<'a>(&'a MapStacks);
+
+impl StackSource for Stacks<'_> {
+    fn frames(&mut self, id: u32) -> Option<Vec<u64>> {
+        self.0.frames(id)
+    }
+}
+
+/// CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Live {
+    /// Drains the ring buffer and the loss counters into `out`.
+    fn collect(&mut self, out: &mut Vec<Event>) {
+        let Live { ring, stacks, decoder, symbols, records, undecodable, .. } = self;
+        let mut source = Stacks(stacks);
+        let sym: &dyn Symbolizer = symbols;
+        *records += ring.drain(|raw| {
+            if decoder.decode(raw, &mut source, sym, out).is_err() {
+                *undecodable += 1;
+            }
+        }) as u64;
+        let now = monotonic_ns();
+        for d in self.counters.poll() {
+            self.decoder.lost(now, d.hook, d.cpu, d.dropped, d.errors, out);
+        }
+    }
+
+    /// Runs until a signal, the deadline or the command's exit, then drains
+    /// everything still buffered into the sink.
+    pub async fn run(
+        &mut self,
+        sink: &mut dyn Sink,
+        duration: Option<Duration>,
+        mut command: Option<tokio::process::Child>,
+    ) -> anyhow::Result<Stop> {
+        let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        let deadline = duration.map(|d| tokio::time::Instant::from_std(Instant::now() + d));
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(4096);
+
+        let stop = loop {
+            tokio::select! {
+                r = self.ring.readable() => {
+                    r?;
+                    self.collect(&mut batch);
+                    sink.events(&batch)?;
+                    batch.clear();
+                }
+                _ = tick.tick() => {
+                    self.collect(&mut batch);
+                    sink.events(&batch)?;
+                    batch.clear();
+                    sink.tick()?;
+                }
+                _ = sigint.recv() => break Stop::Signal("SIGINT"),
+                _ = sigterm.recv() => break Stop::Signal("SIGTERM"),
+                status = async { command.as_mut().expect("guarded").wait().await }, if command.is_some() => {
+                    break Stop::Command(status.context("waiting for the command")?);
+                }
+                _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                    break Stop::Duration;
+                }
+            }
+        };
+
+        // Whatever the kernel produced before we stopped is still delivered.
+        self.collect(&mut batch);
+        self.decoder.finish(&mut batch);
+        sink.events(&batch)?;
+        sink.tick()?;
+        Ok(stop)
+    }
+}
+
+/// The single-threaded runtime the live subcommands run on: the pipeline
+/// is one consumer; a second thread would buy nothing but contention.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Starts `-- COMMAND` (after the probes are attached), if one was given.
+pub fn spawn_command(command: &[String]) -> anyhow::Result<Option<tokio::process::Child>> {
+    let Some((program, args)) = command.split_first() else {
+        return Ok(None);
+    };
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .spawn()
+        .with_context(|| format!("starting `{program}`"))?;
+    Ok(Some(child))
+}
+
+/// One line on why tracing stopped.
+pub fn describe(stop: &Stop) -> String {
+    match stop {
+        Stop::Signal(name) => format!("stopped by {name}"),
+        Stop::Duration => "stopped after --duration".to_string(),
+        Stop::Command(status) => match status.code() {
+            Some(code) => format!("command exited with status {code}"),
+            None => format!("command ended: {status}"),
+        },
+    }
+}
+
+/// Events the kernel side could not deliver, as carried by `Lost` events.
+pub fn lost_count(ev: &Event) -> u64 {
+    match &ev.body {
+        crate::model::Body::Lost(l) => l.dropped + l.errors,
+        _ => 0,
+    }
+}
+
+/// "no events lost" or a warning with the count.
+pub fn loss_note(lost: u64) -> String {
+    if lost == 0 {
+        "no events lost".to_string()
+    } else {
+        format!("WARNING: {lost} events lost (ring buffer full or unreadable state); the trace is incomplete")
+    }
+}
+
+/// Probes the kernel, resolves layout, constants and the attach plan, loads
+/// and attaches the programs: everything up to the first event. Refuses
+/// (with what to do) when this kernel or these privileges cannot work.
+pub fn prepare(args: &TraceArgs) -> anyhow::Result<(Live, TraceMeta)> {
+    args.check_ring_bytes()?;
+    let info = KernelInfo::probe().context("reading the running kernel")?;
+    let report = check(&info);
+    if !report.ready() {
+        let problems: Vec<String> = report.problems.iter().map(|p| p.message.clone()).collect();
+        bail!(
+            "cowtrace cannot trace on this kernel ({}):\n  - {}\n(`cowtrace check` shows the full attach plan)",
+            info.release,
+            problems.join("\n  - ")
+        );
+    }
+    let (layout, _) = info.resolve_layout();
+    let consts = info.kernel_consts().context("resolving kernel constants")?;
+    let plan = &report.plan;
+    let attachments: Vec<Attachment> = plan
+        .attachments()
+        .map(|(_, a)| Attachment {
+            program: a.program.to_string(),
+            target: a.target.to_string(),
+            kind: match a.kind {
+                hooks::AttachKind::Kprobe => AttachKind::Kprobe,
+                hooks::AttachKind::Kretprobe => AttachKind::Kretprobe,
+                hooks::AttachKind::RawTracepoint => AttachKind::RawTracepoint,
+            },
+        })
+        .collect();
+    let (filter, pids) = args.filter()?;
+    let opts = LoadOptions { layout, filter, ring_bytes: args.ring_bytes, pids };
+    let mut capture = Capture::load(&opts, &attachments)?;
+    let ring = RingSource::new(&mut capture)?;
+    let counters = LossCounters::new(&mut capture)?;
+    let stacks = MapStacks::new(&mut capture)?;
+
+    let decoder = Decoder::new(DecoderConfig {
+        consts: consts.clone(),
+        slow_ret: plan.ret_kind(hook::GUP_SLOW).unwrap_or(RetKind::NonNull),
+        fast_ret: plan.ret_kind(hook::GUP_FAST).unwrap_or(RetKind::NonNull),
+        raw_pointers: args.raw_pointers,
+    });
+    let symbols = info.kallsyms.clone().unwrap_or_default();
+    let meta = TraceMeta {
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        hostname: hostname(),
+        kernel: KernelCaps {
+            release: info.release.clone(),
+            anon_exclusive: consts.pg_anon_exclusive.is_some(),
+            page_size: 4096,
+        },
+        clock: ClockBase { monotonic_ns: monotonic_ns(), realtime_ns: realtime_ns() },
+        attach_plan: serde_json::to_value(plan).context("serializing the attach plan")?,
+        raw_pointers: args.raw_pointers,
+        command: std::env::args().collect(),
+    };
+    let live = Live { capture, ring, counters, stacks, decoder, symbols, records: 0, undecodable: 0 };
+    Ok((live, meta))
+}
+
+fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,457 @@
+//! The attach plan as data: every hook, its alternatives in order of
+//! preference, what each alternative attaches, reads and assumes.
+//!
+//! Symbols and prototypes per kernel line are in
+//! `/work/shared/docs/kernel-facts.md` (measured on the Debian kernels);
+//! nothing here is keyed by version: [`super::plan`] picks the first
+//! alternative the running kernel supports.
+
+use serde::Serialize;
+use tracer_common::{hook, prog};
+
+use super::layout::{PAGE_SIZE_FIELD, PG_HEAD_FIELD, VMEMMAP_FIELD};
+
+/// How a program is attached. Kprobes only for now; fentry/fexit (cheaper,
+/// BTF-typed arguments) is the next mechanism to add.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mechanism {
+    /// kprobe/kretprobe on functions, raw tracepoints on tracepoints.
+    Kprobe,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachKind {
+    Kprobe,
+    Kretprobe,
+    RawTracepoint,
+}
+
+/// One program attached to one target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AttachSpec {
+    /// A [`tracer_common::prog`] name.
+    pub program: &'static str,
+    /// A kernel function, or a tracepoint name for raw tracepoints.
+    pub target: &'static str,
+    pub kind: AttachKind,
+}
+
+/// A prototype fact the probes rely on, verified against BTF.
+#[derive(Clone, Copy, Debug)]
+pub enum ArgCheck {
+    /// Parameter `index` (0-based) of `func` is named `name`.
+    Param {
+        func: &'static str,
+        index: usize,
+        name: &'static str,
+    },
+    /// The value lives in Layout field `field` when the kernel has it, else
+    /// in parameter `index` of `func` named `name` (5.10's `orig_pmd`).
+    FieldOrParam {
+        field: &'static str,
+        func: &'static str,
+        index: usize,
+        name: &'static str,
+    },
+}
+
+/// One way to implement a hook.
+#[derive(Clone, Copy, Debug)]
+pub struct AltSpec {
+    pub mechanism: Mechanism,
+    pub attachments: &'static [AttachSpec],
+    /// Layout fields the programs read; all must be resolved.
+    pub fields: &'static [&'static str],
+    /// Layout fields read when the kernel has them.
+    pub optional_fields: &'static [&'static str],
+    /// The grab helper whose BTF return type says how success is reported.
+    pub ret_of: Option<&'static str>,
+    pub args: &'static [ArgCheck],
+}
+
+/// A hook: what cowtrace observes, and the ways to observe it.
+#[derive(Clone, Copy, Debug)]
+pub struct HookSpec {
+    /// A [`tracer_common::hook`] id.
+    pub id: u16,
+    pub required: bool,
+    /// What the user does not see when no alternative applies.
+    pub lost: &'static str,
+    pub alternatives: &'static [AltSpec],
+    /// Hooks whose programs must be attached for this one to work (a
+    /// window their entry probe opens).
+    pub depends_on: &'static [u16],
+}
+
+const fn kp(program: &'static str, target: &'static str) -> AttachSpec {
+    AttachSpec {
+        program,
+        target,
+        kind: AttachKind::Kprobe,
+    }
+}
+
+const fn kret(program: &'static str, target: &'static str) -> AttachSpec {
+    AttachSpec {
+        program,
+        target,
+        kind: AttachKind::Kretprobe,
+    }
+}
+
+const fn rawtp(program: &'static str, target: &'static str) -> AttachSpec {
+    AttachSpec {
+        program,
+        target,
+        kind: AttachKind::RawTracepoint,
+    }
+}
+
+const fn param(func: &'static str, index: usize, name: &'static str) -> ArgCheck {
+    ArgCheck::Param { func, index, name }
+}
+
+/// An alternative with the common defaults.
+const fn alt(attachments: &'static [AttachSpec], fields: &'static [&'static str]) -> AltSpec {
+    AltSpec {
+        mechanism: Mechanism::Kprobe,
+        attachments,
+        fields,
+        optional_fields: &[],
+        ret_of: None,
+        args: &[],
+    }
+}
+
+/// Read, when the kernel has it, by every probe that reads a `struct page`.
+const PAGE_OPTIONAL: &[&str] = &["folio_large_mapcount"];
+
+// Layout fields per probe family. Every `struct page` reader needs the
+// vmemmap base, sizeof(struct page) and PG_head besides the page words.
+
+#[rustfmt::skip]
+const WP_FIELDS: &[&str] = &[
+    VMEMMAP_FIELD, PAGE_SIZE_FIELD, PG_HEAD_FIELD, "page_flags", "page_refcount",
+    "page_mapcount", "page_mapping", "page_compound_head", "vmf_vma", "vmf_address",
+    "vmf_flags", "vmf_orig_pte", "vmf_pte", "vma_mm", "vma_flags", "task_mm",
+];
+#[rustfmt::skip]
+const THP_FIELDS: &[&str] = &[
+    VMEMMAP_FIELD, PAGE_SIZE_FIELD, PG_HEAD_FIELD, "page_flags", "page_refcount",
+    "page_mapcount", "page_mapping", "page_compound_head", "vmf_vma", "vmf_address",
+    "vmf_flags", "vmf_pmd", "vma_mm", "vma_flags", "task_mm",
+];
+#[rustfmt::skip]
+const GUP_SLOW_FIELDS: &[&str] = &[
+    VMEMMAP_FIELD, PAGE_SIZE_FIELD, PG_HEAD_FIELD, "page_flags", "page_refcount",
+    "page_mapcount", "page_mapping", "page_compound_head", "vma_mm", "task_mm",
+];
+#[rustfmt::skip]
+const PAGE_TASK_FIELDS: &[&str] = &[
+    VMEMMAP_FIELD, PAGE_SIZE_FIELD, PG_HEAD_FIELD, "page_flags", "page_refcount",
+    "page_mapcount", "page_mapping", "page_compound_head", "task_mm",
+];
+const FORK_VMA_FIELDS: &[&str] = &["vma_mm", "vma_start", "vma_end", "vma_flags", "task_mm"];
+/// Every record header carries `current->mm`.
+const HEADER_FIELDS: &[&str] = &["task_mm"];
+const TASK_FIELDS: &[&str] = &["task_pid", "task_tgid", "task_mm"];
+
+const SLOW_CONTEXT_ARGS: [ArgCheck; 4] = [
+    param("__get_user_pages", 0, "mm"),
+    param("__get_user_pages", 1, "start"),
+    param("follow_page_pte", 0, "vma"),
+    param("follow_page_pte", 1, "address"),
+];
+
+/// The hooks, in the order symbols are claimed.
+pub const HOOKS: &[HookSpec] = &[
+    HookSpec {
+        id: hook::WP_FAULT,
+        required: true,
+        depends_on: &[],
+        lost: "write-protect and unshare fault decisions (reuse / copy): the core of cowtrace",
+        alternatives: &[AltSpec {
+            optional_fields: PAGE_OPTIONAL,
+            args: &[param("do_wp_page", 0, "vmf")],
+            ..alt(
+                &[
+                    kp(prog::WP_ENTRY, "do_wp_page"),
+                    kret(prog::WP_EXIT, "do_wp_page"),
+                ],
+                WP_FIELDS,
+            )
+        }],
+    },
+    HookSpec {
+        id: hook::THP_WP,
+        required: false,
+        depends_on: &[],
+        lost: "THP whole-page decisions (write faults on PMD-mapped huge pages)",
+        alternatives: &[AltSpec {
+            optional_fields: &["vmf_orig_pmd", "folio_large_mapcount"],
+            args: &[
+                param("do_huge_pmd_wp_page", 0, "vmf"),
+                ArgCheck::FieldOrParam {
+                    field: "vmf_orig_pmd",
+                    func: "do_huge_pmd_wp_page",
+                    index: 1,
+                    name: "orig_pmd",
+                },
+            ],
+            ..alt(
+                &[
+                    kp(prog::THP_ENTRY, "do_huge_pmd_wp_page"),
+                    kret(prog::THP_EXIT, "do_huge_pmd_wp_page"),
+                ],
+                THP_FIELDS,
+            )
+        }],
+    },
+    HookSpec {
+        id: hook::GUP_SLOW,
+        required: true,
+        depends_on: &[],
+        lost: "slow-path GUP grabs (pins and gets that fault pages in or walk page tables)",
+        alternatives: &[
+            AltSpec {
+                optional_fields: PAGE_OPTIONAL,
+                ret_of: Some("try_grab_page"),
+                args: &[
+                    SLOW_CONTEXT_ARGS[0],
+                    SLOW_CONTEXT_ARGS[1],
+                    SLOW_CONTEXT_ARGS[2],
+                    SLOW_CONTEXT_ARGS[3],
+                    param("try_grab_page", 0, "page"),
+                    param("try_grab_page", 1, "flags"),
+                ],
+                ..alt(
+                    &[
+                        kp(prog::GUP_SLOW_START, "__get_user_pages"),
+                        kp(prog::GUP_FOLLOW_PTE, "follow_page_pte"),
+                        kp(prog::GUP_SLOW_PF, "try_grab_page"),
+                        kret(prog::GUP_SLOW_EXIT, "try_grab_page"),
+                    ],
+                    GUP_SLOW_FIELDS,
+                )
+            },
+            AltSpec {
+                optional_fields: PAGE_OPTIONAL,
+                ret_of: Some("try_grab_folio"),
+                args: &[
+                    SLOW_CONTEXT_ARGS[0],
+                    SLOW_CONTEXT_ARGS[1],
+                    SLOW_CONTEXT_ARGS[2],
+                    SLOW_CONTEXT_ARGS[3],
+                    param("try_grab_folio", 0, "folio"),
+                    param("try_grab_folio", 1, "refs"),
+                    param("try_grab_folio", 2, "flags"),
+                ],
+                ..alt(
+                    &[
+                        kp(prog::GUP_SLOW_START, "__get_user_pages"),
+                        kp(prog::GUP_FOLLOW_PTE, "follow_page_pte"),
+                        kp(prog::GUP_SLOW_PRF, "try_grab_folio"),
+                        kret(prog::GUP_SLOW_EXIT, "try_grab_folio"),
+                    ],
+                    GUP_SLOW_FIELDS,
+                )
+            },
+        ],
+    },
+    HookSpec {
+        id: hook::GUP_FAST,
+        required: true,
+        depends_on: &[],
+        lost: "fast-path GUP grabs (pin_user_pages_fast & co: io_uring, O_DIRECT, vmsplice)",
+        alternatives: &[
+            AltSpec {
+                optional_fields: PAGE_OPTIONAL,
+                ret_of: Some("try_grab_folio_fast"),
+                args: &[
+                    param("gup_fast_fallback", 0, "start"),
+                    param("try_grab_folio_fast", 0, "page"),
+                    param("try_grab_folio_fast", 1, "refs"),
+                    param("try_grab_folio_fast", 2, "flags"),
+                ],
+                ..alt(
+                    &[
+                        kp(prog::GUP_FAST_START, "gup_fast_fallback"),
+                        kp(prog::GUP_FAST_PRF, "try_grab_folio_fast"),
+                        kret(prog::GUP_FAST_EXIT, "try_grab_folio_fast"),
+                    ],
+                    PAGE_TASK_FIELDS,
+                )
+            },
+            AltSpec {
+                optional_fields: PAGE_OPTIONAL,
+                ret_of: Some("try_grab_compound_head"),
+                args: &[
+                    param("internal_get_user_pages_fast", 0, "start"),
+                    param("try_grab_compound_head", 0, "page"),
+                    param("try_grab_compound_head", 1, "refs"),
+                    param("try_grab_compound_head", 2, "flags"),
+                ],
+                ..alt(
+                    &[
+                        kp(prog::GUP_FAST_START, "internal_get_user_pages_fast"),
+                        kp(prog::GUP_FAST_PRF, "try_grab_compound_head"),
+                        kret(prog::GUP_FAST_EXIT, "try_grab_compound_head"),
+                    ],
+                    PAGE_TASK_FIELDS,
+                )
+            },
+            // 6.1: try_grab_folio(page, refs, flags) is the fast-path grab
+            // (the slow path uses try_grab_page there).
+            AltSpec {
+                optional_fields: PAGE_OPTIONAL,
+                ret_of: Some("try_grab_folio"),
+                args: &[
+                    param("internal_get_user_pages_fast", 0, "start"),
+                    param("try_grab_folio", 0, "page"),
+                    param("try_grab_folio", 1, "refs"),
+                    param("try_grab_folio", 2, "flags"),
+                ],
+                ..alt(
+                    &[
+                        kp(prog::GUP_FAST_START, "internal_get_user_pages_fast"),
+                        kp(prog::GUP_FAST_PRF, "try_grab_folio"),
+                        kret(prog::GUP_FAST_EXIT, "try_grab_folio"),
+                    ],
+                    PAGE_TASK_FIELDS,
+                )
+            },
+        ],
+    },
+    HookSpec {
+        id: hook::UNPIN,
+        required: true,
+        depends_on: &[],
+        lost: "pin releases (unpin_user_page*): pins would look held forever",
+        alternatives: &[
+            AltSpec {
+                args: &[
+                    param("gup_put_folio", 0, "folio"),
+                    param("gup_put_folio", 1, "refs"),
+                    param("gup_put_folio", 2, "flags"),
+                ],
+                ..alt(&[kp(prog::UNPIN, "gup_put_folio")], PAGE_TASK_FIELDS)
+            },
+            AltSpec {
+                args: &[
+                    param("put_compound_head", 0, "page"),
+                    param("put_compound_head", 1, "refs"),
+                    param("put_compound_head", 2, "flags"),
+                ],
+                ..alt(&[kp(prog::UNPIN, "put_compound_head")], PAGE_TASK_FIELDS)
+            },
+        ],
+    },
+    HookSpec {
+        id: hook::FORK_VMA,
+        required: true,
+        depends_on: &[],
+        lost: "fork page-table copies (which mappings a child shares with its parent)",
+        alternatives: &[AltSpec {
+            args: &[
+                param("copy_page_range", 0, "dst_vma"),
+                param("copy_page_range", 1, "src_vma"),
+            ],
+            ..alt(
+                &[
+                    kp(prog::FORK_VMA_ENTRY, "copy_page_range"),
+                    kret(prog::FORK_VMA_EXIT, "copy_page_range"),
+                ],
+                FORK_VMA_FIELDS,
+            )
+        }],
+    },
+    HookSpec {
+        id: hook::FORK_COPY,
+        required: false,
+        // fork_alloc only records inside the copy_page_range window.
+        depends_on: &[hook::FORK_VMA],
+        lost: "eager copies of pinned pages at fork",
+        alternatives: &[
+            AltSpec {
+                args: &[param("vma_alloc_folio_noprof", 3, "addr")],
+                ..alt(
+                    &[kp(prog::FORK_ALLOC, "vma_alloc_folio_noprof")],
+                    HEADER_FIELDS,
+                )
+            },
+            AltSpec {
+                args: &[param("vma_alloc_folio", 3, "addr")],
+                ..alt(&[kp(prog::FORK_ALLOC, "vma_alloc_folio")], HEADER_FIELDS)
+            },
+            AltSpec {
+                args: &[param("alloc_pages_vma", 3, "addr")],
+                ..alt(&[kp(prog::FORK_ALLOC, "alloc_pages_vma")], HEADER_FIELDS)
+            },
+        ],
+    },
+    HookSpec {
+        id: hook::TASK,
+        required: false,
+        depends_on: &[],
+        lost: "child pids of fork events, process exits",
+        alternatives: &[alt(
+            &[
+                rawtp(prog::TASK_FORK, "sched_process_fork"),
+                rawtp(prog::TASK_EXIT, "sched_process_exit"),
+            ],
+            TASK_FIELDS,
+        )],
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_program_name_is_used_and_hooks_are_unique() {
+        let mut ids = HashSet::new();
+        let mut programs = HashSet::new();
+        for h in HOOKS {
+            assert!(ids.insert(h.id), "duplicate hook {}", h.id);
+            assert_ne!(hook::name(h.id), "unknown");
+            // Dependencies are resolved first: they must come earlier.
+            for d in h.depends_on {
+                assert!(
+                    ids.contains(d) && *d != h.id,
+                    "hook {} depends on later {d}",
+                    h.id
+                );
+            }
+            for a in h.alternatives {
+                programs.extend(a.attachments.iter().map(|x| x.program));
+            }
+        }
+        for p in [
+            prog::WP_ENTRY,
+            prog::WP_EXIT,
+            prog::THP_ENTRY,
+            prog::THP_EXIT,
+            prog::GUP_SLOW_START,
+            prog::GUP_FOLLOW_PTE,
+            prog::GUP_SLOW_PF,
+            prog::GUP_SLOW_PRF,
+            prog::GUP_SLOW_EXIT,
+            prog::GUP_FAST_START,
+            prog::GUP_FAST_PRF,
+            prog::GUP_FAST_EXIT,
+            prog::UNPIN,
+            prog::FORK_VMA_ENTRY,
+            prog::FORK_VMA_EXIT,
+            prog::FORK_ALLOC,
+            prog::TASK_FORK,
+            prog::TASK_EXIT,
+        ] {
+            assert!(programs.contains(p), "{p} never attached");
+        }
+    }
+}
