@@ -16,19 +16,26 @@ use std::{
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let root = manifest.parent().expect("tracer/ is inside the workspace").to_path_buf();
+    let root = manifest
+        .parent()
+        .expect("tracer/ is inside the workspace")
+        .to_path_buf();
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets it")).join("cowtrace.bpf.o");
 
-    for p in ["tracer-ebpf/src", "tracer-ebpf/Cargo.toml", "tracer-common/src", "Cargo.toml"] {
+    for p in [
+        "tracer-ebpf/src",
+        "tracer-ebpf/Cargo.toml",
+        "tracer-common/src",
+        "Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     println!("cargo:rerun-if-env-changed=COWTRACE_BPF_OBJ");
     println!("cargo:rerun-if-env-changed=PATH");
 
     if let Some(prebuilt) = env::var_os("COWTRACE_BPF_OBJ") {
-        fs::copy(&prebuilt, &out).unwrap_or_else(|e| {
-            panic!("COWTRACE_BPF_OBJ={}: {e}", Path::new(&prebuilt).display())
-        });
+        fs::copy(&prebuilt, &out)
+            .unwrap_or_else(|e| panic!("COWTRACE_BPF_OBJ={}: {e}", Path::new(&prebuilt).display()));
         return;
     }
     if !have("bpf-linker", &["--version"]) || !have("rustup", &["run", "nightly", "rustc", "-V"]) {
@@ -42,16 +49,41 @@ fn main() {
 
     let target_dir = root.join("target").join("bpf");
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", "nightly", "cargo", "build", "--package", "tracer-ebpf", "--bins"])
-        .args(["--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(&root)
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            ["--cfg=bpf_target_arch=\"x86_64\"", "-Cdebuginfo=2", "-Clink-arg=--btf"].join("\x1f"),
-        );
-    for var in ["RUSTC", "RUSTC_WORKSPACE_WRAPPER", "RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
+    cmd.args([
+        "run",
+        "nightly",
+        "cargo",
+        "build",
+        "--package",
+        "tracer-ebpf",
+        "--bins",
+    ])
+    .args([
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+    ])
+    .arg("--target-dir")
+    .arg(&target_dir)
+    .current_dir(&root)
+    .env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        [
+            "--cfg=bpf_target_arch=\"x86_64\"",
+            "-Cdebuginfo=2",
+            "-Clink-arg=--btf",
+        ]
+        .join("\x1f"),
+    );
+    for var in [
+        "RUSTC",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("spawn rustup run nightly cargo build");

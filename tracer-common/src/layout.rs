@@ -46,6 +46,10 @@ pub struct Layout {
     pub task_tgid: u32,
     /// Bit number of PG_head in `page->flags` (`enum pageflags`).
     pub pg_head: u32,
+    /// 1: a tail page's `compound_info` word is a mask and the head is
+    /// `page & word` (7.x with HVO); 0: the word is `head + 1`.
+    pub compound_info_mask: u32,
+    pub _pad: u32,
 }
 
 impl Layout {
@@ -75,6 +79,8 @@ impl Layout {
         task_pid: ABSENT,
         task_tgid: ABSENT,
         pg_head: ABSENT,
+        compound_info_mask: 0,
+        _pad: 0,
     };
 }
 

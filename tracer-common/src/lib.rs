@@ -63,6 +63,9 @@ pub mod hook {
     pub const SWAP: u16 = 8;
     /// hugetlb write-protect decisions (`hugetlb_cow` / `hugetlb_wp`).
     pub const HUGETLB: u16 = 9;
+    /// Pin releases through `unpin_user_folio` where it inlines
+    /// `gup_put_folio` (7.x: io_uring's buffer teardown).
+    pub const UNPIN_FOLIO: u16 = 10;
     /// Size of the counter arrays (room for future hooks).
     pub const COUNT: u32 = 16;
 
@@ -79,6 +82,7 @@ pub mod hook {
             TASK => "task",
             SWAP => "swap",
             HUGETLB => "hugetlb",
+            UNPIN_FOLIO => "unpin_folio",
             _ => "unknown",
         }
     }
@@ -120,6 +124,11 @@ pub mod prog {
     pub const GUP_FAST_EXIT: &str = "gup_fast_exit";
     /// kprobe `put_compound_head` / `gup_put_folio(page|folio, refs, flags)`.
     pub const UNPIN: &str = "unpin";
+    /// kprobe/kretprobe `unpin_user_folio(folio, npages)`: releases FOLL_PIN
+    /// pins; while inside it, `UNPIN` stays quiet so an out-of-line
+    /// `gup_put_folio` call is not counted twice.
+    pub const UNPIN_FOLIO_ENTRY: &str = "unpin_folio_entry";
+    pub const UNPIN_FOLIO_EXIT: &str = "unpin_folio_exit";
     /// kprobe/kretprobe `copy_page_range(dst_vma, src_vma)`.
     pub const FORK_VMA_ENTRY: &str = "fork_vma_entry";
     pub const FORK_VMA_EXIT: &str = "fork_vma_exit";

@@ -149,7 +149,9 @@ pub struct UnpinRecord {
     pub gup_flags: u32,
     /// Head refcount before the release.
     pub refcount_before: i32,
-    pub _pad: u32,
+    /// 1 when the helper always releases FOLL_PIN pins and takes no flags
+    /// (`unpin_user_folio(folio, npages)`): `gup_flags` is then 0.
+    pub implicit_pin: u32,
 }
 
 /// One VMA copied by fork (`copy_page_range(dst_vma, src_vma)`).

@@ -12,9 +12,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
 };
-use tracer_common::{
-    DEFAULT_RING_BYTES, Header, PIDS_MAX_ENTRIES, STACKS_MAX_ENTRIES, hook,
-};
+use tracer_common::{DEFAULT_RING_BYTES, Header, PIDS_MAX_ENTRIES, STACKS_MAX_ENTRIES, hook};
 
 use crate::{global, kmem};
 

@@ -73,7 +73,12 @@ fn entry(ctx: &ProbeContext, site: u8, hook: u16) -> Result<(), i64> {
         entry_ptr: 0,
     };
     let rec = &mut p.rec;
-    emit::header(&mut rec.hdr, kind::COW_FAULT, hook, core::mem::size_of::<CowFaultRecord>());
+    emit::header(
+        &mut rec.hdr,
+        kind::COW_FAULT,
+        hook,
+        core::mem::size_of::<CowFaultRecord>(),
+    );
     rec.site = site;
     rec.address = read::<u64>(vmf, global!(LAYOUT.vmf_address))?;
     rec.fault_flags = read::<u32>(vmf, global!(LAYOUT.vmf_flags))?;
@@ -101,7 +106,9 @@ fn entry(ctx: &ProbeContext, site: u8, hook: u16) -> Result<(), i64> {
         let pg = page::page_of_pfn(pfn);
         page::snapshot(pg, &mut rec.page);
     }
-    FAULTS.insert(&emit::task_key(), &p, 0).map_err(|e| e as i64)
+    FAULTS
+        .insert(&emit::task_key(), &p, 0)
+        .map_err(|e| e as i64)
 }
 
 #[inline(always)]

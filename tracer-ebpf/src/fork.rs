@@ -30,14 +30,21 @@ fn vma_entry(ctx: &ProbeContext) -> Result<(), i64> {
     let dst: u64 = ctx.arg(0).ok_or(-1i64)?;
     let src: u64 = ctx.arg(1).ok_or(-1i64)?;
     let mut rec = ForkVmaRecord::default();
-    emit::header(&mut rec.hdr, kind::FORK_VMA, hook::FORK_VMA, core::mem::size_of::<ForkVmaRecord>());
+    emit::header(
+        &mut rec.hdr,
+        kind::FORK_VMA,
+        hook::FORK_VMA,
+        core::mem::size_of::<ForkVmaRecord>(),
+    );
     rec.hdr.mm = read::<u64>(src, global!(LAYOUT.vma_mm))?;
     rec.child_mm = read::<u64>(dst, global!(LAYOUT.vma_mm))?;
     rec.start = read::<u64>(src, global!(LAYOUT.vma_start))?;
     rec.end = read::<u64>(src, global!(LAYOUT.vma_end))?;
     rec.vm_flags = read::<u64>(src, global!(LAYOUT.vma_flags))?;
     emit::output(hook::FORK_VMA, &rec);
-    WINDOW.insert(&emit::task_key(), &rec.child_mm, 0).map_err(|e| e as i64)
+    WINDOW
+        .insert(&emit::task_key(), &rec.child_mm, 0)
+        .map_err(|e| e as i64)
 }
 
 #[kretprobe]
@@ -53,7 +60,12 @@ pub fn fork_alloc(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let mut rec = ForkCopyRecord::default();
-    emit::header(&mut rec.hdr, kind::FORK_COPY, hook::FORK_COPY, core::mem::size_of::<ForkCopyRecord>());
+    emit::header(
+        &mut rec.hdr,
+        kind::FORK_COPY,
+        hook::FORK_COPY,
+        core::mem::size_of::<ForkCopyRecord>(),
+    );
     rec.child_mm = child_mm;
     rec.address = ctx.arg::<u64>(3).unwrap_or(0);
     emit::output(hook::FORK_COPY, &rec);

@@ -8,7 +8,6 @@
 //! on the fast path, which walks pages in address order from `start`.
 
 use aya_ebpf::{
-    EbpfContext as _,
     macros::{kprobe, kretprobe, map},
     maps::LruHashMap,
     programs::{ProbeContext, RetProbeContext, tracing::StackIdContext as _},
@@ -28,6 +27,20 @@ struct Cursor {
     next: u64,
     /// Exact address from `follow_page_pte`, consumed by the next grab.
     exact: u64,
+    /// Kernel stack of the GUP call, taken once at its entry. Taken there
+    /// rather than in the grab helper because a kretprobe on the helper
+    /// replaces its return address, and 5.10's unwinder stops at
+    /// `kretprobe_trampoline`; it is also one stack walk per call, not per page.
+    stack_id: i32,
+    _pad: u32,
+}
+
+#[inline(always)]
+fn stack_id(ctx: &ProbeContext) -> i32 {
+    match ctx.get_stackid(&emit::STACKS, 0) {
+        Ok(id) => id as i32,
+        Err(e) => e,
+    }
 }
 
 /// A grab between entry and exit.
@@ -49,7 +62,13 @@ pub fn gup_slow_start(ctx: ProbeContext) -> u32 {
     if emit::passes() {
         let mm = ctx.arg::<u64>(0).unwrap_or(0);
         let start = ctx.arg::<u64>(1).unwrap_or(0);
-        let c = Cursor { mm, next: start, exact: 0 };
+        let c = Cursor {
+            mm,
+            next: start,
+            exact: 0,
+            stack_id: stack_id(&ctx),
+            _pad: 0,
+        };
         let _ = CURSOR.insert(&emit::task_key(), &c, 0);
     }
     0
@@ -74,7 +93,13 @@ pub fn gup_follow_pte(ctx: ProbeContext) -> u32 {
 pub fn gup_fast_start(ctx: ProbeContext) -> u32 {
     if emit::passes() {
         let start = ctx.arg::<u64>(0).unwrap_or(0);
-        let c = Cursor { mm: kmem::current_mm(), next: start, exact: 0 };
+        let c = Cursor {
+            mm: kmem::current_mm(),
+            next: start,
+            exact: 0,
+            stack_id: stack_id(&ctx),
+            _pad: 0,
+        };
         let _ = CURSOR.insert(&emit::task_key(), &c, 0);
     }
     0
@@ -127,17 +152,27 @@ fn grab_entry(ctx: &ProbeContext, path: u8, hook: u16, page: u64, refs: u32, fla
         return;
     }
     let key = emit::task_key();
-    let mut p = Pending { rec: GupRecord::default(), page };
+    let mut p = Pending {
+        rec: GupRecord::default(),
+        page,
+    };
     let rec = &mut p.rec;
-    emit::header(&mut rec.hdr, kind::GUP, hook, core::mem::size_of::<GupRecord>());
+    emit::header(
+        &mut rec.hdr,
+        kind::GUP,
+        hook,
+        core::mem::size_of::<GupRecord>(),
+    );
     rec.path = path;
     rec.refs = refs;
     rec.gup_flags = flags;
     rec.pfn = page::pfn_of_page(page);
+    rec.stack_id = -1;
     if let Some(c) = CURSOR.get_ptr_mut(&key) {
         // SAFETY: map value of this task.
         let c = unsafe { &mut *c };
         rec.hdr.mm = c.mm;
+        rec.stack_id = c.stack_id;
         if c.exact != 0 {
             rec.address = c.exact;
             c.exact = 0;
@@ -146,10 +181,10 @@ fn grab_entry(ctx: &ProbeContext, path: u8, hook: u16, page: u64, refs: u32, fla
         }
         c.next = rec.address + refs as u64 * PAGE_SIZE;
     }
-    rec.stack_id = match ctx.get_stackid(&emit::STACKS, 0) {
-        Ok(id) => id as i32,
-        Err(e) => e,
-    };
+    if rec.stack_id < 0 {
+        // A grab outside any GUP call we saw start (e.g. attached mid-call).
+        rec.stack_id = stack_id(ctx);
+    }
     if GRABS.insert(&key, &p, 0).is_err() {
         emit::error(hook);
     }
@@ -176,18 +211,53 @@ fn grab_exit(ctx: &RetProbeContext, hook: u16) {
 /// needs every release to keep pin counts right.
 #[kprobe]
 pub fn unpin(ctx: ProbeContext) -> u32 {
-    let tgid = (emit::task_key() >> 32) as u32;
-    if tgid == global!(FILTER.self_tgid) {
+    let key = emit::task_key();
+    if (key >> 32) as u32 == global!(FILTER.self_tgid) || IN_UNPIN_FOLIO.get_ptr(&key).is_some() {
         return 0;
     }
     let page = ctx.arg::<u64>(0).unwrap_or(0);
-    let mut rec = UnpinRecord::default();
-    emit::header(&mut rec.hdr, kind::UNPIN, hook::UNPIN, core::mem::size_of::<UnpinRecord>());
-    rec.pfn = page::pfn_of_page(page);
-    rec.refs = ctx.arg::<u64>(1).unwrap_or(0) as u32;
-    rec.gup_flags = ctx.arg::<u64>(2).unwrap_or(0) as u32;
-    rec.refcount_before = read::<i32>(page, global!(LAYOUT.page_refcount)).unwrap_or(0);
-    let _ = ctx.as_ptr();
-    emit::output(hook::UNPIN, &rec);
+    let refs = ctx.arg::<u64>(1).unwrap_or(0) as u32;
+    let flags = ctx.arg::<u64>(2).unwrap_or(0) as u32;
+    emit_unpin(hook::UNPIN, page, refs, flags, 0);
     0
+}
+
+/// Tasks inside `unpin_user_folio` (see `tracer_common::prog::UNPIN_FOLIO_ENTRY`).
+#[map(name = "IN_UNPIN_FOLIO")]
+static IN_UNPIN_FOLIO: LruHashMap<u64, u8> = LruHashMap::with_max_entries(1024, 0);
+
+#[kprobe]
+pub fn unpin_folio_entry(ctx: ProbeContext) -> u32 {
+    let key = emit::task_key();
+    if (key >> 32) as u32 == global!(FILTER.self_tgid) {
+        return 0;
+    }
+    let _ = IN_UNPIN_FOLIO.insert(&key, &1, 0);
+    let folio = ctx.arg::<u64>(0).unwrap_or(0);
+    let npages = ctx.arg::<u64>(1).unwrap_or(0) as u32;
+    emit_unpin(hook::UNPIN_FOLIO, folio, npages, 0, 1);
+    0
+}
+
+#[kretprobe]
+pub fn unpin_folio_exit(_ctx: RetProbeContext) -> u32 {
+    let _ = IN_UNPIN_FOLIO.remove(&emit::task_key());
+    0
+}
+
+#[inline(always)]
+fn emit_unpin(hook: u16, page: u64, refs: u32, flags: u32, implicit_pin: u32) {
+    let mut rec = UnpinRecord::default();
+    emit::header(
+        &mut rec.hdr,
+        kind::UNPIN,
+        hook,
+        core::mem::size_of::<UnpinRecord>(),
+    );
+    rec.pfn = page::pfn_of_page(page);
+    rec.refs = refs;
+    rec.gup_flags = flags;
+    rec.implicit_pin = implicit_pin;
+    rec.refcount_before = read::<i32>(page, global!(LAYOUT.page_refcount)).unwrap_or(0);
+    emit::output(hook, &rec);
 }

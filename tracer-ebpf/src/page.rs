@@ -53,7 +53,13 @@ pub fn snapshot(page: u64, snap: &mut PageSnapshot) {
     let mut head = page;
     let mut head_flags = flags;
     if ch & 1 != 0 {
-        head = ch - 1;
+        // A tail page: `compound_head` holds head + 1, or (7.x with HVO)
+        // `compound_info` holds a mask that leaves the head's address.
+        head = if global!(LAYOUT.compound_info_mask) != 0 {
+            page & ch
+        } else {
+            ch - 1
+        };
         state |= PageSnapshot::TAIL | PageSnapshot::COMPOUND;
         head_flags = read::<u64>(head, global!(LAYOUT.page_flags)).unwrap_or(0);
     }

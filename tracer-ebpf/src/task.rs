@@ -24,7 +24,12 @@ pub fn task_fork(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let mut rec = TaskForkRecord::default();
-    emit::header(&mut rec.hdr, kind::TASK_FORK, hook::TASK, core::mem::size_of::<TaskForkRecord>());
+    emit::header(
+        &mut rec.hdr,
+        kind::TASK_FORK,
+        hook::TASK,
+        core::mem::size_of::<TaskForkRecord>(),
+    );
     rec.child_tid = pid;
     rec.child_pid = tgid;
     rec.child_mm = read::<u64>(child, global!(LAYOUT.task_mm)).unwrap_or(0);
@@ -40,7 +45,12 @@ pub fn task_exit(_ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let mut rec = TaskExitRecord::default();
-    emit::header(&mut rec.hdr, kind::TASK_EXIT, hook::TASK, core::mem::size_of::<TaskExitRecord>());
+    emit::header(
+        &mut rec.hdr,
+        kind::TASK_EXIT,
+        hook::TASK,
+        core::mem::size_of::<TaskExitRecord>(),
+    );
     emit::output(hook::TASK, &rec);
     0
 }

@@ -37,7 +37,11 @@ fn sample() -> Sample {
         ends.push(len(&path));
     }
     w.finish().unwrap();
-    Sample { bytes: std::fs::read(&path).unwrap(), groups, ends }
+    Sample {
+        bytes: std::fs::read(&path).unwrap(),
+        groups,
+        ends,
+    }
 }
 
 fn read_bytes(bytes: &[u8]) -> Result<(Vec<Event>, TraceReader), TraceError> {
@@ -93,7 +97,10 @@ fn missing_empty_and_directory_inputs() {
     }
     let empty = dir.path().join("empty.cwt");
     std::fs::write(&empty, b"").unwrap();
-    assert!(matches!(TraceReader::open(&[empty]), Err(TraceError::Empty { .. })));
+    assert!(matches!(
+        TraceReader::open(&[empty]),
+        Err(TraceError::Empty { .. })
+    ));
     assert!(matches!(
         TraceReader::open(&[dir.path().to_path_buf()]),
         Err(TraceError::IsDirectory { .. })
@@ -105,13 +112,22 @@ fn missing_empty_and_directory_inputs() {
 fn wrong_magic_and_newer_version_are_refused_with_their_offsets() {
     let s = sample();
     let err = read_bytes(b"PK\x03\x04 this is a zip file").err().unwrap();
-    assert!(matches!(err, TraceError::BadMagic { offset: 0, .. }), "{err}");
+    assert!(
+        matches!(err, TraceError::BadMagic { offset: 0, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("mem.cwt"), "{err}");
 
     let mut newer = s.bytes.clone();
     newer[8..10].copy_from_slice(&2u16.to_le_bytes());
     match read_bytes(&newer).err().unwrap() {
-        TraceError::UnsupportedVersion { offset: 8, major: 2, minor: 0, supported: 1, .. } => {}
+        TraceError::UnsupportedVersion {
+            offset: 8,
+            major: 2,
+            minor: 0,
+            supported: 1,
+            ..
+        } => {}
         e => panic!("{e}"),
     }
 
@@ -131,7 +147,10 @@ fn header_damage_is_fatal_and_located() {
     // A bit flip in the fixed part, and one in the metadata JSON.
     let mut b = s.bytes.clone();
     b[20] ^= 0x04;
-    assert!(matches!(read_bytes(&b), Err(TraceError::HeaderChecksum { offset: 32, .. })));
+    assert!(matches!(
+        read_bytes(&b),
+        Err(TraceError::HeaderChecksum { offset: 32, .. })
+    ));
     let mut b = s.bytes.clone();
     b[50] ^= 0x01;
     match read_bytes(&b) {
@@ -142,11 +161,16 @@ fn header_damage_is_fatal_and_located() {
     // whether or not the checksum was forged to match.
     let mut b = s.bytes.clone();
     b[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(matches!(read_bytes(&b), Err(TraceError::HeaderChecksum { offset: 32, .. })));
+    assert!(matches!(
+        read_bytes(&b),
+        Err(TraceError::HeaderChecksum { offset: 32, .. })
+    ));
     let crc = crc32c::crc32c(&b[..32]);
     b[32..36].copy_from_slice(&crc.to_le_bytes());
     match read_bytes(&b).err().unwrap() {
-        TraceError::HeaderTooLarge { offset: 28, len, .. } => assert_eq!(len, u64::from(u32::MAX)),
+        TraceError::HeaderTooLarge {
+            offset: 28, len, ..
+        } => assert_eq!(len, u64::from(u32::MAX)),
         e => panic!("{e}"),
     }
 }
@@ -168,7 +192,10 @@ fn a_bit_flip_inside_a_block_costs_only_that_block() {
     assert_eq!(events, want.concat());
     assert_eq!(
         r.warnings(),
-        [TraceWarning::BlockChecksum { file: "mem.cwt".into(), offset: at as u64 }]
+        [TraceWarning::BlockChecksum {
+            file: "mem.cwt".into(),
+            offset: at as u64
+        }]
     );
     assert_eq!(r.skipped().damaged_blocks, 1);
     assert_eq!(r.truncation(), None);
@@ -187,11 +214,22 @@ fn a_damaged_frame_header_is_skipped_by_resynchronising() {
     let skipped = s.ends[3] - s.ends[2];
     assert_eq!(
         r.warnings()[0],
-        TraceWarning::CorruptFrame { file: "mem.cwt".into(), offset: at as u64, skipped }
+        TraceWarning::CorruptFrame {
+            file: "mem.cwt".into(),
+            offset: at as u64,
+            skipped
+        }
     );
     // The footer noticed that a block went missing.
     assert!(
-        matches!(r.warnings()[1], TraceWarning::IndexMismatch { expected: 4, found: 3, .. }),
+        matches!(
+            r.warnings()[1],
+            TraceWarning::IndexMismatch {
+                expected: 4,
+                found: 3,
+                ..
+            }
+        ),
         "{:?}",
         r.warnings()
     );
@@ -209,7 +247,9 @@ fn a_forged_gigabyte_block_length_is_refused_without_allocating() {
     let (events, r) = read_bytes(&b).unwrap();
     assert_eq!(events, s.groups[1..].concat());
     match &r.warnings()[0] {
-        TraceWarning::FrameTooLarge { offset, len, limit, .. } => {
+        TraceWarning::FrameTooLarge {
+            offset, len, limit, ..
+        } => {
             assert_eq!((*offset, *len, *limit), (at as u64, 3 << 30, 16 << 20));
         }
         w => panic!("{w}"),
@@ -225,7 +265,11 @@ fn garbage_after_the_footer_is_reported() {
     assert_eq!(events, s.groups.concat());
     assert_eq!(
         r.warnings(),
-        [TraceWarning::TrailingData { file: "mem.cwt".into(), offset: s.bytes.len() as u64, len: 7 }]
+        [TraceWarning::TrailingData {
+            file: "mem.cwt".into(),
+            offset: s.bytes.len() as u64,
+            len: 7
+        }]
     );
 }
 
@@ -298,11 +342,24 @@ fn a_file_written_from_the_specification_by_a_newer_writer_reads() {
     f.extend_from_slice(&frame(b'F', &footer, footer.len(), 0));
 
     let (events, r) = read_bytes(&f).unwrap();
-    let exit = |t| Event { time_ns: t, cpu: 0, task: Task::default(), mm: 0, body: Body::TaskExit };
+    let exit = |t| Event {
+        time_ns: t,
+        cpu: 0,
+        task: Task::default(),
+        mm: 0,
+        body: Body::TaskExit,
+    };
     assert_eq!(events, [exit(10), exit(20)]);
     assert_eq!(r.meta().hostname, "spec");
     assert_eq!(r.skipped().unknown_records, 1);
     assert_eq!(r.skipped().unknown_frames, 1);
     assert_eq!(r.truncation(), None);
-    assert!(matches!(r.warnings(), [TraceWarning::UnknownFrame { kind: b'X', .. }]), "{:?}", r.warnings());
+    assert!(
+        matches!(
+            r.warnings(),
+            [TraceWarning::UnknownFrame { kind: b'X', .. }]
+        ),
+        "{:?}",
+        r.warnings()
+    );
 }

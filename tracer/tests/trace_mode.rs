@@ -20,9 +20,17 @@ fn files_are_0600_under_umask_0_including_rotated_and_preexisting_ones() {
     let base = dir.path().join("trace.cwt");
     std::fs::write(&base, b"old contents").unwrap();
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o666)).unwrap();
-    assert_eq!(mode(&base), 0o666, "umask 0 lets a plain create be world-readable");
+    assert_eq!(
+        mode(&base),
+        0o666,
+        "umask 0 lets a plain create be world-readable"
+    );
 
-    let opts = WriterOptions { max_block_bytes: 1024, max_size: Some(2048), max_files: None };
+    let opts = WriterOptions {
+        max_block_bytes: 1024,
+        max_size: Some(2048),
+        max_files: None,
+    };
     let mut w = TraceWriter::create(&base, &meta(), opts).unwrap();
     for e in cow_walk(3000) {
         w.push(&e).unwrap();

@@ -11,7 +11,11 @@ use cowtrace::{
 use proptest::prelude::*;
 use trace_support::*;
 
-fn write(path: &std::path::Path, events: &[Event], opts: WriterOptions) -> cowtrace::trace::WriteSummary {
+fn write(
+    path: &std::path::Path,
+    events: &[Event],
+    opts: WriterOptions,
+) -> cowtrace::trace::WriteSummary {
     let mut w = TraceWriter::create(path, &meta(), opts).unwrap();
     for e in events {
         w.push(e).unwrap();
@@ -43,7 +47,14 @@ fn blocks_are_independent_of_each_other() {
     let path = dir.path().join("t.cwt");
     let mut events = every_variant();
     events.extend(cow_walk(300));
-    let summary = write(&path, &events, WriterOptions { max_block_bytes: 64, ..Default::default() });
+    let summary = write(
+        &path,
+        &events,
+        WriterOptions {
+            max_block_bytes: 64,
+            ..Default::default()
+        },
+    );
     assert!(summary.blocks > 20, "{summary:?}");
     let mut r = TraceReader::open(&[path]).unwrap();
     assert_eq!(read_all(&mut r), events);
@@ -66,7 +77,10 @@ fn flush_seals_a_block_that_a_reader_sees_while_writing_continues() {
     let mut r = TraceReader::open(std::slice::from_ref(&path)).unwrap();
     assert_eq!(read_all(&mut r), events[..4]);
     let t = r.truncation().unwrap();
-    assert_eq!((t.complete_blocks, t.at_byte), (1, std::fs::metadata(&path).unwrap().len()));
+    assert_eq!(
+        (t.complete_blocks, t.at_byte),
+        (1, std::fs::metadata(&path).unwrap().len())
+    );
     for e in &events[5..] {
         w.push(e).unwrap();
     }
@@ -100,7 +114,9 @@ fn cow_walk_costs_at_most_16_bytes_per_event() {
         36 + m.len() as u64 + 4
     };
     let per_event = (total - header) as f64 / n as f64;
-    println!("cow walk: {total} bytes, {per_event:.2} bytes/event (header {header} bytes excluded)");
+    println!(
+        "cow walk: {total} bytes, {per_event:.2} bytes/event (header {header} bytes excluded)"
+    );
     assert!(per_event <= 16.0, "{per_event:.2} bytes/event");
     let mut r = TraceReader::open(&[path]).unwrap();
     assert_eq!(read_all(&mut r).len(), n as usize);
@@ -112,10 +128,20 @@ fn rotation_keeps_max_files_and_the_parts_stitch_back_in_time_order() {
     let base = dir.path().join("trace.cwt");
     // A leftover part of an older recording at the same path is removed.
     std::fs::write(dir.path().join("trace.cwt.7"), b"stale").unwrap();
-    let stack = ev(1, Body::StackDef(StackDef { id: 1, frames: vec!["pin_user_pages+0x3".into()] }));
+    let stack = ev(
+        1,
+        Body::StackDef(StackDef {
+            id: 1,
+            frames: vec!["pin_user_pages+0x3".into()],
+        }),
+    );
     let mut events = vec![stack.clone()];
     events.extend(cow_walk(20_000));
-    let opts = WriterOptions { max_block_bytes: 4096, max_size: Some(8 * 1024), max_files: Some(3) };
+    let opts = WriterOptions {
+        max_block_bytes: 4096,
+        max_size: Some(8 * 1024),
+        max_files: Some(3),
+    };
     let mut w = TraceWriter::create(&base, &meta(), opts).unwrap();
     for e in &events {
         w.push(e).unwrap();
@@ -125,7 +151,13 @@ fn rotation_keeps_max_files_and_the_parts_stitch_back_in_time_order() {
     assert_eq!(parts.len(), 3, "{parts:?}");
     assert_eq!(summary.files, parts);
     assert!(!base.exists(), "part 0 should have been rotated out");
-    let last: u32 = parts[2].extension().unwrap().to_str().unwrap().parse().unwrap();
+    let last: u32 = parts[2]
+        .extension()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(last >= 3);
 
     // Any order in, time order out; each part is complete on its own.
@@ -159,10 +191,16 @@ fn files_from_different_hosts_do_not_stitch() {
     let w = TraceWriter::create(&b, &other, WriterOptions::default()).unwrap();
     w.finish().unwrap();
     let err = TraceReader::open(&[a.clone(), b.clone()]).err().unwrap();
-    assert!(matches!(err, cowtrace::trace::TraceError::Mismatch { .. }), "{err}");
+    assert!(
+        matches!(err, cowtrace::trace::TraceError::Mismatch { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("elsewhere"));
     let err = TraceReader::open(&[a.clone(), a]).err().unwrap();
-    assert!(matches!(err, cowtrace::trace::TraceError::DuplicateFile { .. }), "{err}");
+    assert!(
+        matches!(err, cowtrace::trace::TraceError::DuplicateFile { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -171,14 +209,30 @@ fn separate_recordings_merge_by_time() {
     let a = dir.path().join("a.cwt");
     let b = dir.path().join("b.cwt");
     let all = cow_walk(40);
-    let (odd, even): (Vec<_>, Vec<_>) = all.iter().cloned().enumerate().partition(|(i, _)| i % 2 == 1);
+    let (odd, even): (Vec<_>, Vec<_>) = all
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 1);
     let odd: Vec<Event> = odd.into_iter().map(|(_, e)| e).collect();
     let even: Vec<Event> = even.into_iter().map(|(_, e)| e).collect();
-    write(&a, &odd, WriterOptions { max_block_bytes: 100, ..Default::default() });
+    write(
+        &a,
+        &odd,
+        WriterOptions {
+            max_block_bytes: 100,
+            ..Default::default()
+        },
+    );
     write(&b, &even, WriterOptions::default());
     let mut r = TraceReader::open(&[a, b]).unwrap();
     assert_eq!(read_all(&mut r), all);
-    assert_eq!(r.warnings().len(), 1, "recordings differ: {:?}", r.warnings());
+    assert_eq!(
+        r.warnings().len(),
+        1,
+        "recordings differ: {:?}",
+        r.warnings()
+    );
 }
 
 proptest! {

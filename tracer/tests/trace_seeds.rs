@@ -29,8 +29,15 @@ fn seeds() -> Vec<(&'static str, Vec<Event>, usize, usize)> {
 }
 
 fn write_seed(path: &Path, events: &[Event], block: usize, keep_percent: usize) {
-    let mut w = TraceWriter::create(path, &meta(), WriterOptions { max_block_bytes: block, ..Default::default() })
-        .unwrap();
+    let mut w = TraceWriter::create(
+        path,
+        &meta(),
+        WriterOptions {
+            max_block_bytes: block,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for e in events {
         w.push(e).unwrap();
     }

@@ -24,13 +24,8 @@ pub fn run(line: KernelLine) -> Result<i32> {
     let files = bins.all();
     let cmd = ["cow-scenarios".to_owned(), "demo".to_owned()];
     let cfg = VmConfig {
-        kernel: &kernel,
-        bins: &files,
-        includes: &[],
-        modules: &[],
         timeout: DEMO_TIMEOUT,
-        memory_mib: vm::DEFAULT_MEMORY_MIB,
-        cmd: &cmd,
+        ..VmConfig::new(&kernel, &files, &cmd)
     };
     eprintln!("demo: booting {line} ({})", kernel.release);
     let run = vm::run(&cfg, &mut |l| println!("{l}"))?;

@@ -7,9 +7,11 @@
 //! an initramfs (`initramfs`), booting it (`vm`) and turning the guest's
 //! output into results (`test`, `demo`).
 
+mod apt;
 mod build;
 mod cmd;
 mod demo;
+mod guest;
 mod initramfs;
 mod kernels;
 mod paths;
@@ -77,6 +79,13 @@ enum Command {
         /// Guest memory in MiB.
         #[arg(long, value_name = "MiB", default_value_t = vm::DEFAULT_MEMORY_MIB)]
         memory: u32,
+        /// Extra kernel command-line word (repeatable).
+        #[arg(long = "append", value_name = "WORD")]
+        kernel_args: Vec<String>,
+        /// Extra QEMU argument (repeatable), e.g. --qemu-arg=-icount
+        /// --qemu-arg=shift=0,sleep=off
+        #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
+        qemu_args: Vec<String>,
         /// Do not build; put in the guest whichever guest binaries are
         /// already built (for iterating on the runner itself).
         #[arg(long)]
@@ -133,6 +142,8 @@ fn main() -> ExitCode {
             timeout,
             memory,
             no_build,
+            kernel_args,
+            qemu_args,
             cmd,
         } => vm::cli(vm::CliArgs {
             line: kernel,
@@ -141,6 +152,8 @@ fn main() -> ExitCode {
             timeout_s: timeout,
             memory_mib: memory,
             build: !no_build,
+            kernel_args,
+            qemu_args,
             cmd,
         }),
         Command::Test {

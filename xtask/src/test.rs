@@ -116,10 +116,13 @@ fn host(tally: &mut Tally) {
                     &format!("failed before reporting ({detail})"),
                 );
             } else {
-                println!(
-                    "{}  host    cargo test                   {detail}",
-                    if ok { "PASS" } else { "FAIL" }
-                );
+                // Each test is already counted; this line is the summary.
+                let verdict = if ok { "PASS" } else { "FAIL" };
+                let line = format!("{verdict}  host    {:<28} {detail}", "cargo test");
+                println!("{line}");
+                if !ok {
+                    tally.failures.push(line);
+                }
             }
         }
         Err(e) => tally.record(false, "host", "cargo test", &format!("{e:#}")),
@@ -190,13 +193,8 @@ fn guests(args: &TestArgs, tally: &mut Tally) {
         }
         let files = bins.all();
         let cfg = VmConfig {
-            kernel: &kernel,
-            bins: &files,
-            includes: &[],
-            modules: &[],
             timeout: Duration::from_secs(args.suite_timeout_s),
-            memory_mib: vm::DEFAULT_MEMORY_MIB,
-            cmd: &cmd,
+            ..VmConfig::new(&kernel, &files, &cmd)
         };
         let prefix = format!("[{line}] ");
         match vm::run(&cfg, &mut |l| println!("{prefix}{l}")) {

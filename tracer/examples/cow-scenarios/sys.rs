@@ -57,6 +57,60 @@ pub fn kernel_release() -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Keeps this process (and the children it forks) on the CPU it runs on.
+///
+/// The kernel batches newly added and recently touched pages per CPU, each
+/// batch holding a page reference until it is drained. Such a transient
+/// reference makes a refcount-based reuse check (5.10, and the fallback on
+/// newer lines) copy a page nobody else uses. With every step on one CPU,
+/// [`drain_lru_batches`] can remove them all.
+pub fn pin_to_current_cpu() -> anyhow::Result<usize> {
+    // SAFETY: no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    let cpu = usize::try_from(cpu)
+        .map_err(|_| std::io::Error::last_os_error())
+        .context("sched_getcpu")?;
+    // SAFETY: cpu_set_t is plain old data; CPU_SET stays in bounds for a
+    // CPU number the kernel just gave us (< CPU_SETSIZE).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
+    }
+    Ok(cpu)
+}
+
+/// Drains this CPU's page batches (`lru_add_drain()`), through the one
+/// unprivileged call that does exactly that: `MADV_COLD` (5.4+) runs it
+/// before walking the range. The range is a fresh page of its own, never
+/// populated, so no workload page is touched.
+pub fn drain_lru_batches() -> anyhow::Result<()> {
+    // SAFETY: a fresh anonymous mapping of one page, unmapped below.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error()).context("mmap for MADV_COLD");
+    }
+    // SAFETY: advice on, then removal of, the mapping made above.
+    let advised = unsafe { libc::madvise(addr, 4096, libc::MADV_COLD) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: as above; nothing refers to the mapping.
+    unsafe { libc::munmap(addr, 4096) };
+    if advised != 0 {
+        return Err(err).context("madvise(MADV_COLD) to drain the per-CPU page batches");
+    }
+    Ok(())
+}
+
 /// What a companion measured about itself.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChildReport {

@@ -1,6 +1,15 @@
 //! The ground truth one workload run measured about itself: which pages
 //! changed PFN at each step, for which process, and what a pinned or
 //! referenced view showed. Written by `run`, read by the checks.
+//!
+//! ```json
+//! {"workload": "vmsplice-then-write", "kernel": "6.1.0-56-amd64",
+//!  "page_size": 4096, "pages": 16, "start": "0x7ff0f42d5000", "end": "0x7ff0f42e5000",
+//!  "parent_pid": 106, "child_pid": 107,
+//!  "steps": [{"name": "vmsplice", "pid": 106, "pfns_before": [..16], "pfns_after": [..16],
+//!             "changed": 0}, ...],
+//!  "pipe_shows_old_data": true}
+//! ```
 
 use serde::{Deserialize, Serialize};
 

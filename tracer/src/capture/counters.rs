@@ -24,12 +24,22 @@ pub struct LossCounters {
 impl LossCounters {
     pub fn new(capture: &mut Capture) -> Result<Self, CaptureError> {
         let take = |c: &mut Capture, name: &'static str| {
-            let map = c.ebpf.take_map(name).ok_or(CaptureError::Map { map: name, detail: "missing".into() })?;
-            PerCpuArray::try_from(map).map_err(|e| CaptureError::Map { map: name, detail: e.to_string() })
+            let map = c.ebpf.take_map(name).ok_or(CaptureError::Map {
+                map: name,
+                detail: "missing".into(),
+            })?;
+            PerCpuArray::try_from(map).map_err(|e| CaptureError::Map {
+                map: name,
+                detail: e.to_string(),
+            })
         };
         let lost = take(capture, LOST_MAP)?;
         let errors = take(capture, ERRORS_MAP)?;
-        Ok(Self { lost, errors, seen: vec![Vec::new(); hook::COUNT as usize] })
+        Ok(Self {
+            lost,
+            errors,
+            seen: vec![Vec::new(); hook::COUNT as usize],
+        })
     }
 
     /// Reads every counter and returns the non-zero growth since the last call.

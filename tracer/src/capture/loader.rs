@@ -61,15 +61,23 @@ impl Capture {
                 map: PIDS_MAP,
                 detail: "missing".into(),
             })?;
-            let mut pids: HashMap<&mut MapData, u32, u8> = HashMap::try_from(map)
-                .map_err(|e| CaptureError::Map { map: PIDS_MAP, detail: e.to_string() })?;
+            let mut pids: HashMap<&mut MapData, u32, u8> =
+                HashMap::try_from(map).map_err(|e| CaptureError::Map {
+                    map: PIDS_MAP,
+                    detail: e.to_string(),
+                })?;
             for pid in &opts.pids {
-                pids.insert(pid, 1, 0)
-                    .map_err(|e| CaptureError::Map { map: PIDS_MAP, detail: e.to_string() })?;
+                pids.insert(pid, 1, 0).map_err(|e| CaptureError::Map {
+                    map: PIDS_MAP,
+                    detail: e.to_string(),
+                })?;
             }
         }
 
-        let mut capture = Capture { ebpf, attached: Vec::new() };
+        let mut capture = Capture {
+            ebpf,
+            attached: Vec::new(),
+        };
         for a in attachments {
             capture.attach(a)?;
         }
@@ -80,7 +88,9 @@ impl Capture {
         let prog = self
             .ebpf
             .program_mut(&a.program)
-            .ok_or_else(|| CaptureError::NoProgram { program: a.program.clone() })?;
+            .ok_or_else(|| CaptureError::NoProgram {
+                program: a.program.clone(),
+            })?;
         let load_err = |e| CaptureError::ProgramLoad {
             program: a.program.clone(),
             source: Box::new(e),

@@ -18,8 +18,10 @@ impl RingSource {
             map: EVENTS_MAP,
             detail: "missing".into(),
         })?;
-        let ring = RingBuf::try_from(map)
-            .map_err(|e| CaptureError::Map { map: EVENTS_MAP, detail: e.to_string() })?;
+        let ring = RingBuf::try_from(map).map_err(|e| CaptureError::Map {
+            map: EVENTS_MAP,
+            detail: e.to_string(),
+        })?;
         // SAFETY: the ring buffer owns its map fd, which stays open and the
         // same for as long as the `RingBuf` lives, i.e. inside the AsyncFd.
         let fd = unsafe { AsyncFd::register(ring) }.map_err(|e| CaptureError::Ring(e.into()))?;

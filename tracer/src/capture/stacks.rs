@@ -15,14 +15,22 @@ impl MapStacks {
             map: STACKS_MAP,
             detail: "missing".into(),
         })?;
-        let map = StackTraceMap::try_from(map)
-            .map_err(|e| CaptureError::Map { map: STACKS_MAP, detail: e.to_string() })?;
+        let map = StackTraceMap::try_from(map).map_err(|e| CaptureError::Map {
+            map: STACKS_MAP,
+            detail: e.to_string(),
+        })?;
         Ok(Self { map })
     }
 
     /// Raw frame addresses, innermost first.
     pub fn frames(&self, id: u32) -> Option<Vec<u64>> {
         let st = self.map.get(&id, 0).ok()?;
-        Some(st.frames().iter().map(|f| f.ip).filter(|&ip| ip != 0).collect())
+        Some(
+            st.frames()
+                .iter()
+                .map(|f| f.ip)
+                .filter(|&ip| ip != 0)
+                .collect(),
+        )
     }
 }

@@ -40,5 +40,9 @@ pub fn run(args: Args) -> CliResult {
             serde_json::to_string_pretty(&report.to_json()).context("serializing the plan")?
         ),
     }
-    Ok(if report.ready() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.ready() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

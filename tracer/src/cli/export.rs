@@ -40,9 +40,9 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let mut reader = input::open(&args.files)?;
     let out: Box<dyn std::io::Write> = match &args.output {
-        Some(p) => Box::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        ),
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::new(out);
@@ -52,7 +52,8 @@ pub fn run(args: Args) -> CliResult {
         let ev = ev.map_err(Failure::input)?;
         line.clear();
         if exporter.line(&ev, &mut line) {
-            out.write_all(line.as_bytes()).context("writing the export")?;
+            out.write_all(line.as_bytes())
+                .context("writing the export")?;
             out.write_all(b"\n").context("writing the export")?;
         }
     }

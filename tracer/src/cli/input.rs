@@ -24,7 +24,9 @@ pub fn report_damage(reader: &TraceReader) {
 /// The `"truncated"` JSON member: `{"at_byte": N, "complete_blocks": M}` or null.
 pub fn truncation_json(reader: &TraceReader) -> serde_json::Value {
     match reader.truncation() {
-        Some(t) => serde_json::json!({ "at_byte": t.at_byte, "complete_blocks": t.complete_blocks }),
+        Some(t) => {
+            serde_json::json!({ "at_byte": t.at_byte, "complete_blocks": t.complete_blocks })
+        }
         None => serde_json::Value::Null,
     }
 }

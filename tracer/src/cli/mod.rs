@@ -23,7 +23,12 @@ use clap::{Parser, Subcommand};
 /// unshare) and the page state it decided on (refcount, mapcount,
 /// PageAnonExclusive, pin or get), and raises alerts on pin-then-COW.
 #[derive(Debug, Parser)]
-#[command(name = "cowtrace", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "cowtrace",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,13 +53,19 @@ pub struct Failure {
 impl Failure {
     /// Bad input: a corrupt trace, an invalid config (exit 2).
     pub fn input(error: impl Into<anyhow::Error>) -> Self {
-        Self { status: 2, error: error.into() }
+        Self {
+            status: 2,
+            error: error.into(),
+        }
     }
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
-        Self { status: 1, error: e.into() }
+        Self {
+            status: 1,
+            error: e.into(),
+        }
     }
 }
 

@@ -57,7 +57,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         _ => (s, 1),
     };
     let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
-    n.checked_mul(mul).filter(|&v| v > 0).ok_or_else(|| format!("`{s}` is out of range"))
+    n.checked_mul(mul)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("`{s}` is out of range"))
 }
 
 struct FileSink {
@@ -84,7 +86,11 @@ pub fn run(args: Args) -> CliResult {
     let rt = session::runtime()?;
     rt.block_on(async {
         let (mut live, meta) = session::prepare(&args.trace)?;
-        let opts = WriterOptions { max_size: args.max_size, max_files: args.max_files, ..WriterOptions::default() };
+        let opts = WriterOptions {
+            max_size: args.max_size,
+            max_files: args.max_files,
+            ..WriterOptions::default()
+        };
         let writer = TraceWriter::create(&args.output, &meta, opts)
             .with_context(|| format!("creating {}", args.output.display()))?;
         let mut sink = FileSink { writer, lost: 0 };
@@ -92,7 +98,10 @@ pub fn run(args: Args) -> CliResult {
         let stop = live.run(&mut sink, duration, child).await;
         // Detach before the final write: nothing more arrives anyway.
         drop(live);
-        let summary = sink.writer.finish().with_context(|| format!("finishing {}", args.output.display()));
+        let summary = sink
+            .writer
+            .finish()
+            .with_context(|| format!("finishing {}", args.output.display()));
         let stop = stop?;
         let events = summary?.events;
         eprintln!(

@@ -73,7 +73,10 @@ pub fn run(args: Args) -> CliResult {
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("truncated".into(), input::truncation_json(&reader));
             }
-            println!("{}", serde_json::to_string_pretty(&v).context("serializing the report")?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).context("serializing the report")?
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

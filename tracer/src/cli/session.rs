@@ -68,7 +68,10 @@ impl StackSource for Stacks<'_> {
 
 /// CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` reads.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -77,7 +80,15 @@ pub fn monotonic_ns() -> u64 {
 impl Live {
     /// Drains the ring buffer and the loss counters into `out`.
     fn collect(&mut self, out: &mut Vec<Event>) {
-        let Live { ring, stacks, decoder, symbols, records, undecodable, .. } = self;
+        let Live {
+            ring,
+            stacks,
+            decoder,
+            symbols,
+            records,
+            undecodable,
+            ..
+        } = self;
         let mut source = Stacks(stacks);
         let sym: &dyn Symbolizer = symbols;
         *records += ring.drain(|raw| {
@@ -87,7 +98,8 @@ impl Live {
         }) as u64;
         let now = monotonic_ns();
         for d in self.counters.poll() {
-            self.decoder.lost(now, d.hook, d.cpu, d.dropped, d.errors, out);
+            self.decoder
+                .lost(now, d.hook, d.cpu, d.dropped, d.errors, out);
         }
     }
 
@@ -131,6 +143,17 @@ impl Live {
             }
         };
 
+        if let Stop::Signal(_) = stop {
+            // A second SIGINT/SIGTERM while we finish ends the process at
+            // once (default action); the trace file stays readable up to
+            // its last flushed block.
+            // SAFETY: restoring the default disposition is async-signal-safe
+            // and touches no Rust state.
+            unsafe {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            }
+        }
         // Whatever the kernel produced before we stopped is still delivered.
         self.collect(&mut batch);
         self.decoder.finish(&mut batch);
@@ -186,7 +209,9 @@ pub fn loss_note(lost: u64) -> String {
     if lost == 0 {
         "no events lost".to_string()
     } else {
-        format!("WARNING: {lost} events lost (ring buffer full or unreadable state); the trace is incomplete")
+        format!(
+            "WARNING: {lost} events lost (ring buffer full or unreadable state); the trace is incomplete"
+        )
     }
 }
 
@@ -221,7 +246,12 @@ pub fn prepare(args: &TraceArgs) -> anyhow::Result<(Live, TraceMeta)> {
         })
         .collect();
     let (filter, pids) = args.filter()?;
-    let opts = LoadOptions { layout, filter, ring_bytes: args.ring_bytes, pids };
+    let opts = LoadOptions {
+        layout,
+        filter,
+        ring_bytes: args.ring_bytes,
+        pids,
+    };
     let mut capture = Capture::load(&opts, &attachments)?;
     let ring = RingSource::new(&mut capture)?;
     let counters = LossCounters::new(&mut capture)?;
@@ -242,12 +272,24 @@ pub fn prepare(args: &TraceArgs) -> anyhow::Result<(Live, TraceMeta)> {
             anon_exclusive: consts.pg_anon_exclusive.is_some(),
             page_size: 4096,
         },
-        clock: ClockBase { monotonic_ns: monotonic_ns(), realtime_ns: realtime_ns() },
+        clock: ClockBase {
+            monotonic_ns: monotonic_ns(),
+            realtime_ns: realtime_ns(),
+        },
         attach_plan: serde_json::to_value(plan).context("serializing the attach plan")?,
         raw_pointers: args.raw_pointers,
         command: std::env::args().collect(),
     };
-    let live = Live { capture, ring, counters, stacks, decoder, symbols, records: 0, undecodable: 0 };
+    let live = Live {
+        capture,
+        ring,
+        counters,
+        stacks,
+        decoder,
+        symbols,
+        records: 0,
+        undecodable: 0,
+    };
     Ok((live, meta))
 }
 

@@ -68,12 +68,18 @@ impl TraceArgs {
     /// The in-kernel filter and the initial `PIDS` map content.
     pub fn filter(&self) -> anyhow::Result<(Filter, Vec<u32>)> {
         let self_tgid = std::process::id();
-        let mut filter = Filter { self_tgid, ..Filter::default() };
+        let mut filter = Filter {
+            self_tgid,
+            ..Filter::default()
+        };
         let mut pids = self.pids.clone();
         // `-- CMD` without explicit filters traces the command's process
         // tree, like `perf record -- CMD`: our own pid is the seed, the
         // fork probe adds each child; our own events stay filtered out.
-        if !self.command.is_empty() && !self.all && self.pids.is_empty() && self.comm.is_none()
+        if !self.command.is_empty()
+            && !self.all
+            && self.pids.is_empty()
+            && self.comm.is_none()
             && self.cgroup.is_none()
         {
             pids.push(self_tgid);

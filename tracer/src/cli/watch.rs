@@ -110,7 +110,8 @@ pub fn run(args: Args) -> CliResult {
             engine: Engine::new(config, meta.kernel.clone()),
             format: args.format,
             alerts: Vec::new(),
-            status_every: (args.status_interval > 0).then(|| Duration::from_secs(args.status_interval)),
+            status_every: (args.status_interval > 0)
+                .then(|| Duration::from_secs(args.status_interval)),
             last_status: Instant::now(),
         };
         let child = session::spawn_command(&args.trace.command)?;

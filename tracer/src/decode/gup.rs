@@ -67,12 +67,13 @@ pub(crate) fn gup(
 }
 
 /// Decodes a pin release. The put helpers (`put_compound_head`,
-/// `gup_put_folio`) take the FOLL_* flags of the grab they undo.
+/// `gup_put_folio`) take the FOLL_* flags of the grab they undo;
+/// `unpin_user_folio` takes none and always releases pins.
 pub(crate) fn unpin(r: &UnpinRecord, c: &KernelConsts) -> Unpin {
     Unpin {
         pfn: r.pfn,
         refs: r.refs,
-        pin: r.gup_flags & c.foll_pin != 0,
+        pin: r.implicit_pin != 0 || r.gup_flags & c.foll_pin != 0,
         refcount_before: r.refcount_before,
     }
 }
@@ -81,6 +82,25 @@ pub(crate) fn unpin(r: &UnpinRecord, c: &KernelConsts) -> Unpin {
 mod tests {
     use super::*;
     use crate::decode::testutil::{consts_5_10, consts_6_1, consts_6_12, page};
+
+    #[test]
+    fn unpin_user_folio_releases_pins_without_flags() {
+        let c = consts_6_12();
+        let implicit = UnpinRecord {
+            pfn: 7,
+            refs: 1,
+            implicit_pin: 1,
+            ..Default::default()
+        };
+        assert!(unpin(&implicit, &c).pin);
+        let get = UnpinRecord {
+            pfn: 7,
+            refs: 1,
+            gup_flags: c.foll_get,
+            ..Default::default()
+        };
+        assert!(!unpin(&get, &c).pin);
+    }
 
     fn rec(flags: u32, path: u8, ret: u64) -> GupRecord {
         GupRecord {

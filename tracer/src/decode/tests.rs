@@ -241,7 +241,7 @@ fn unpin_and_exit() {
         refs: 1,
         gup_flags: 0x40000,
         refcount_before: 1025,
-        _pad: 0,
+        implicit_pin: 0,
     };
     let evs = rig.feed(&u);
     assert_eq!(

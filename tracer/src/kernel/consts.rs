@@ -23,71 +23,57 @@ pub struct MacroConst {
 }
 
 const V5_10: KernelVersion = KernelVersion::new(5, 10, 0);
+const V5_11: KernelVersion = KernelVersion::new(5, 11, 0);
 const V6_2: KernelVersion = KernelVersion::new(6, 2, 0);
 
-/// Read with the project's search tools (repository Rtoax/linux-5.10.13,
-/// path include/linux/mm.h: the v5.10.13 header with added comments).
-const SRC_MM_510: &str = "include/linux/mm.h v5.10.13 (`#define FOLL_*`, `#define FAULT_FLAG_*`)";
-/// The v6.1 header text itself was not found with the search tools. The
-/// values below are identical in v5.10.13 and in the pre-image of "mm: Move
-/// FOLL_* defs to mm_types.h" (linux-fsdevel, 2022-12-21, mm.h blob
-/// f3f196e4d66d, 6.2 merge window), so v6.1, between the two, has them too.
-/// The 6.2 merge window renumbered FOLL_* (moving the internal ones to
-/// mm/internal.h); the newer values come from BTF (anonymous enum).
+/// Read with the project's search tools: repository Rtoax/linux-5.10.13,
+/// path include/linux/mm.h (the v5.10.13 header with added comments):
+/// `#define FOLL_WRITE 0x01`, `FOLL_GET 0x04`, `FOLL_FORCE 0x10`,
+/// `FOLL_LONGTERM 0x10000`, `FOLL_PIN 0x40000`, `FAULT_FLAG_WRITE 0x01`.
+const SRC_MM_510: &str = "include/linux/mm.h v5.10.13";
+/// The v6.1 header itself was NOT found with the search tools. The values
+/// are identical in v5.10.13 and in the pre-image of "mm: Move FOLL_* defs
+/// to mm_types.h" (linux-fsdevel, 2022-12-21, mm.h blob f3f196e4d66d, 6.2
+/// merge window), so 5.11..6.1 have them too. The 6.2 merge window
+/// renumbered FOLL_* (newer values come from BTF, an anonymous enum).
+/// FAULT_FLAG_WRITE is `enum fault_flag` in 6.1's BTF (measured), so its
+/// row here only serves kernels between 5.10 and that enum.
 /// To be proven by the VM tests on Debian 6.1.
-const SRC_MM_61: &str =
-    "include/linux/mm.h v5.10.13 .. 6.2-rc pre-image (v6.1 text not found; see kernel/consts.rs)";
+const SRC_MM_61: &str = "include/linux/mm.h: v5.10.13 values, unchanged in the 6.2-merge-window pre-image (v6.1 text not read)";
 
-/// Macro-only values. FOLL_* became an (anonymous) enum in BTF on newer
-/// kernels; FAULT_FLAG_* became `enum fault_flag`. Only consulted when BTF
-/// lacks the enumerator.
+const fn row(
+    name: &'static str,
+    value: u64,
+    from: KernelVersion,
+    until: KernelVersion,
+    source: &'static str,
+) -> MacroConst {
+    MacroConst {
+        name,
+        value,
+        from,
+        until,
+        source,
+    }
+}
+
+/// Macro-only values, consulted only when BTF lacks the enumerator
+/// (FOLL_* became an anonymous enum and FAULT_FLAG_* `enum fault_flag`).
+#[rustfmt::skip]
 pub const MACRO_TABLE: &[MacroConst] = &[
-    MacroConst {
-        name: "FOLL_WRITE",
-        value: 0x01,
-        from: V5_10,
-        until: V6_2,
-        source: SRC_MM_510,
-    },
-    MacroConst {
-        name: "FOLL_GET",
-        value: 0x04,
-        from: V5_10,
-        until: V6_2,
-        source: SRC_MM_510,
-    },
-    MacroConst {
-        name: "FOLL_FORCE",
-        value: 0x10,
-        from: V5_10,
-        until: V6_2,
-        source: SRC_MM_510,
-    },
-    MacroConst {
-        name: "FOLL_LONGTERM",
-        value: 0x10000,
-        from: V5_10,
-        until: V6_2,
-        source: SRC_MM_510,
-    },
-    MacroConst {
-        name: "FOLL_PIN",
-        value: 0x40000,
-        from: V5_10,
-        until: V6_2,
-        source: SRC_MM_510,
-    },
-    MacroConst {
-        name: "FAULT_FLAG_WRITE",
-        value: 0x01,
-        from: V5_10,
-        until: V6_2,
-        source: SRC_MM_510,
-    },
+    row("FOLL_WRITE",       0x01,    V5_10, V5_11, SRC_MM_510),
+    row("FOLL_GET",         0x04,    V5_10, V5_11, SRC_MM_510),
+    row("FOLL_FORCE",       0x10,    V5_10, V5_11, SRC_MM_510),
+    row("FOLL_LONGTERM",    0x10000, V5_10, V5_11, SRC_MM_510),
+    row("FOLL_PIN",         0x40000, V5_10, V5_11, SRC_MM_510),
+    row("FAULT_FLAG_WRITE", 0x01,    V5_10, V5_11, SRC_MM_510),
+    row("FOLL_WRITE",       0x01,    V5_11, V6_2,  SRC_MM_61),
+    row("FOLL_GET",         0x04,    V5_11, V6_2,  SRC_MM_61),
+    row("FOLL_FORCE",       0x10,    V5_11, V6_2,  SRC_MM_61),
+    row("FOLL_LONGTERM",    0x10000, V5_11, V6_2,  SRC_MM_61),
+    row("FOLL_PIN",         0x40000, V5_11, V6_2,  SRC_MM_61),
+    row("FAULT_FLAG_WRITE", 0x01,    V5_11, V6_2,  SRC_MM_61),
 ];
-
-/// Documents the v6.1 coverage of [`MACRO_TABLE`] (see [`SRC_MM_61`]).
-pub const MACRO_TABLE_V61_NOTE: &str = SRC_MM_61;
 
 /// An x86_64 or kernel-ABI constant stable across every supported line.
 #[derive(Clone, Copy, Debug)]
@@ -99,58 +85,31 @@ pub struct ArchConst {
 
 const PGTABLE_TYPES: &str = "arch/x86/include/asm/pgtable_types.h";
 
-/// Fixed values, each with its definition site.
+const fn arch(name: &'static str, value: u64, source: &'static str) -> ArchConst {
+    ArchConst {
+        name,
+        value,
+        source,
+    }
+}
+
+/// Fixed values, each with its definition site. VM_WRITE / VM_SHARED come
+/// from BTF instead when the kernel has them as bit numbers (7.x
+/// `VMA_*_BIT` enumerators).
+#[rustfmt::skip]
 pub const ARCH_CONSTS: &[ArchConst] = &[
-    ArchConst {
-        name: "_PAGE_PRESENT",
-        value: 1 << 0,
-        source: PGTABLE_TYPES,
-    },
-    ArchConst {
-        name: "_PAGE_RW",
-        value: 1 << 1,
-        source: PGTABLE_TYPES,
-    },
-    ArchConst {
-        name: "_PAGE_PSE",
-        value: 1 << 7,
-        source: PGTABLE_TYPES,
-    },
-    ArchConst {
-        name: "_PAGE_PAT_LARGE",
-        value: 1 << 12,
-        source: PGTABLE_TYPES,
-    },
-    ArchConst {
-        name: "PTE_PFN_MASK",
-        value: 0x000f_ffff_ffff_f000,
-        source: "arch/x86/include/asm/pgtable_types.h (__PHYSICAL_MASK_SHIFT 52, PAGE_SHIFT 12)",
-    },
-    ArchConst {
-        name: "VM_WRITE",
-        value: 0x2,
-        source: "include/linux/mm.h",
-    },
-    ArchConst {
-        name: "VM_SHARED",
-        value: 0x8,
-        source: "include/linux/mm.h",
-    },
-    ArchConst {
-        name: "PAGE_MAPPING_ANON",
-        value: 0x1,
-        source: "include/linux/page-flags.h",
-    },
-    ArchConst {
-        name: "PAGE_MAPPING_KSM",
-        value: 0x3,
-        source: "include/linux/page-flags.h (PAGE_MAPPING_ANON | PAGE_MAPPING_MOVABLE)",
-    },
-    ArchConst {
-        name: "PAGE_MAPPING_FLAGS",
-        value: 0x3,
-        source: "include/linux/page-flags.h",
-    },
+    arch("_PAGE_PRESENT",      1 << 0,  PGTABLE_TYPES),
+    arch("_PAGE_RW",           1 << 1,  PGTABLE_TYPES),
+    arch("_PAGE_PSE",          1 << 7,  PGTABLE_TYPES),
+    arch("_PAGE_PAT_LARGE",    1 << 12, PGTABLE_TYPES),
+    arch("PTE_PFN_MASK",       0x000f_ffff_ffff_f000,
+         "arch/x86/include/asm/pgtable_types.h (__PHYSICAL_MASK_SHIFT 52, PAGE_SHIFT 12)"),
+    arch("VM_WRITE",           0x2, "include/linux/mm.h"),
+    arch("VM_SHARED",          0x8, "include/linux/mm.h"),
+    arch("PAGE_MAPPING_ANON",  0x1, "include/linux/page-flags.h"),
+    arch("PAGE_MAPPING_KSM",   0x3,
+         "include/linux/page-flags.h (PAGE_MAPPING_ANON | PAGE_MAPPING_MOVABLE)"),
+    arch("PAGE_MAPPING_FLAGS", 0x3, "include/linux/page-flags.h"),
 ];
 
 /// The members of VM_FAULT_ERROR (`include/linux/mm_types.h`): a fault that
@@ -267,6 +226,15 @@ impl Resolver<'_> {
         u32::try_from(v).map_err(|_| ConstsError::TooWide { name, value: v })
     }
 
+    /// A `vm_flags` bit: from BTF where the kernel numbers them
+    /// (`VMA_WRITE_BIT`, 7.x), else the fixed value.
+    fn vm_flag(&mut self, name: &'static str, bit_name: &str) -> u64 {
+        match find(&self.enums.anon, bit_name).filter(|&b| b < 64) {
+            Some(bit) => self.note(name, 1 << bit, format!("BTF anonymous enum ({bit_name})")),
+            None => self.arch(name),
+        }
+    }
+
     fn arch(&mut self, name: &'static str) -> u64 {
         match ARCH_CONSTS.iter().find(|c| c.name == name) {
             Some(c) => self.note(name, c.value, format!("x86_64/ABI: {}", c.source)),
@@ -363,8 +331,8 @@ pub fn resolve_consts(
         mapping_anon: r.arch("PAGE_MAPPING_ANON"),
         mapping_ksm: r.arch("PAGE_MAPPING_KSM"),
         mapping_flags_mask: r.arch("PAGE_MAPPING_FLAGS"),
-        vm_shared: r.arch("VM_SHARED"),
-        vm_write: r.arch("VM_WRITE"),
+        vm_shared: r.vm_flag("VM_SHARED", "VMA_SHARED_BIT"),
+        vm_write: r.vm_flag("VM_WRITE", "VMA_WRITE_BIT"),
         pte_present: r.arch("_PAGE_PRESENT"),
         pte_write: r.arch("_PAGE_RW"),
         pte_pfn_mask: r.arch("PTE_PFN_MASK"),
@@ -484,6 +452,21 @@ mod tests {
         assert!(macro_value("FOLL_PIN", KernelVersion::new(6, 1, 158)).is_some());
         assert!(macro_value("FOLL_PIN", KernelVersion::new(6, 2, 0)).is_none());
         assert!(macro_value("FOLL_PIN", KernelVersion::new(5, 4, 0)).is_none());
+    }
+
+    #[test]
+    fn vm_flag_bits_come_from_btf_when_numbered() {
+        let t = v612()
+            .enumerator("", "VMA_WRITE_BIT", 1)
+            .enumerator("", "VMA_SHARED_BIT", 3);
+        let (c, src) = resolve_consts(&t, KernelVersion::new(7, 2, 13)).unwrap();
+        assert_eq!((c.vm_write, c.vm_shared), (2, 8));
+        let w = src.iter().find(|s| s.name == "VM_WRITE").unwrap();
+        assert_eq!(w.source, "BTF anonymous enum (VMA_WRITE_BIT)");
+        // A kernel numbering them differently is followed, not overridden.
+        let odd = v612().enumerator("", "VMA_WRITE_BIT", 5);
+        let (c, _) = resolve_consts(&odd, KernelVersion::new(7, 2, 13)).unwrap();
+        assert_eq!(c.vm_write, 1 << 5);
     }
 
     #[test]

@@ -229,6 +229,8 @@ fn debian_lines_from_their_btf() {
         assert_eq!(c.foll_write, 1, "{line}");
         assert_eq!(c.fault_flag_write, 1, "{line}");
         assert_eq!(c.fault_flag_unshare, e.fault_flag_unshare, "{line}");
+        assert_eq!((c.vm_write, c.vm_shared), (0x2, 0x8), "{line}");
+        assert_eq!(c.vm_fault_retry, 0x400, "{line}");
         let foll_from_table = sources
             .iter()
             .any(|s| s.name == "FOLL_PIN" && s.source.starts_with("macro table"));
@@ -261,6 +263,7 @@ fn debian_lines_from_their_btf() {
             r.render_text()
         );
         if !pages_readable {
+            println!("{line}: page->compound_info holds a mask; page hooks wait for probe support");
             continue;
         }
         for (id, symbols, ret) in e.hooks {

@@ -3,7 +3,7 @@
 //!
 //! Symbols and prototypes per kernel line are in
 //! `/work/shared/docs/kernel-facts.md` (measured on the Debian kernels);
-//! nothing here is keyed by version: [`super::plan`] picks the first
+//! nothing here is keyed by version: [`super::plan::plan`] picks the first
 //! alternative the running kernel supports.
 
 use serde::Serialize;
@@ -347,6 +347,27 @@ pub const HOOKS: &[HookSpec] = &[
                 ..alt(&[kp(prog::UNPIN, "put_compound_head")], PAGE_TASK_FIELDS)
             },
         ],
+    },
+    HookSpec {
+        id: hook::UNPIN_FOLIO,
+        required: false,
+        depends_on: &[],
+        lost: "pin releases through unpin_user_folio (io_uring buffer teardown on 7.x, \
+               where it inlines gup_put_folio): those pins would look held until a \
+               later refcount shows otherwise",
+        alternatives: &[AltSpec {
+            args: &[
+                param("unpin_user_folio", 0, "folio"),
+                param("unpin_user_folio", 1, "npages"),
+            ],
+            ..alt(
+                &[
+                    kp(prog::UNPIN_FOLIO_ENTRY, "unpin_user_folio"),
+                    kret(prog::UNPIN_FOLIO_EXIT, "unpin_user_folio"),
+                ],
+                PAGE_TASK_FIELDS,
+            )
+        }],
     },
     HookSpec {
         id: hook::FORK_VMA,

@@ -35,6 +35,11 @@ pub enum KallsymsError {
     AddressesHidden,
     #[error("/proc/kallsyms is empty")]
     Empty,
+    #[error(
+        "tracefs not readable ({}): mount it with `mount -t tracefs nodev /sys/kernel/tracing`",
+        FILTER_FUNCTIONS.join(", ")
+    )]
+    NoTracefs,
 }
 
 /// One kallsyms entry.
@@ -162,17 +167,16 @@ impl FilterFunctions {
         Self { counts, source }
     }
 
-    /// Reads the first readable of [`FILTER_FUNCTIONS`]; the error lists
-    /// what was tried (tracefs not mounted, not root, ...).
+    /// Reads the first readable of [`FILTER_FUNCTIONS`] (tracefs may be
+    /// unmounted, or only mounted under debugfs).
     pub fn load() -> Result<Self, KallsymsError> {
-        let mut last = None;
-        for p in FILTER_FUNCTIONS {
-            match read(Path::new(p)) {
-                Ok(text) => return Ok(Self::parse(&text, PathBuf::from(p))),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or(KallsymsError::Empty))
+        FILTER_FUNCTIONS
+            .iter()
+            .find_map(|p| {
+                let text = std::fs::read_to_string(p).ok()?;
+                Some(Self::parse(&text, PathBuf::from(p)))
+            })
+            .ok_or(KallsymsError::NoTracefs)
     }
 
     pub fn contains(&self, name: &str) -> bool {

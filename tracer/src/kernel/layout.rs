@@ -93,10 +93,10 @@ pub enum CompoundEncoding {
     Mask,
 }
 
-/// Encodings the probes decode (tracer-ebpf `page.rs` computes `word - 1`).
-/// Supporting [`CompoundEncoding::Mask`] needs a Layout flag telling the
-/// probes to compute `page & word` instead, and an entry here.
-pub const PROBES_DECODE: &[CompoundEncoding] = &[CompoundEncoding::HeadPointer];
+/// Encodings the probes decode (tracer-ebpf `page.rs`: `word - 1`, or
+/// `page & word` when `Layout::compound_info_mask` is set).
+pub const PROBES_DECODE: &[CompoundEncoding] =
+    &[CompoundEncoding::HeadPointer, CompoundEncoding::Mask];
 
 /// Functions of mm/hugetlb_vmemmap.c, built only with
 /// CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP: their presence in BTF shows it.
@@ -310,6 +310,7 @@ fn member(
     if spec.field == "page_compound_head" {
         let enc = compound_encoding(t, &off.path, layout.page_size);
         *encoding = Some(enc);
+        layout.compound_info_mask = u32::from(enc == CompoundEncoding::Mask);
         if !PROBES_DECODE.contains(&enc) {
             let mut f = FieldReport::missing(
                 spec.field,
@@ -451,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn compound_info_with_a_mask_is_refused() {
+    fn compound_info_with_a_mask_is_flagged() {
         // 7.x: compound_info; with HVO and a 64-byte struct page it is a mask.
         let base = FakeTypes::default()
             .with_common_layout()
@@ -477,14 +478,13 @@ mod tests {
         );
         let (l, r) = resolve_layout(Some(&hvo), Ok(None));
         assert_eq!(r.compound_encoding, Some(CompoundEncoding::Mask));
-        assert_eq!(l.page_compound_head, ABSENT);
-        let f = r.get("page_compound_head").unwrap();
-        assert!(!f.resolved());
-        assert_eq!(f.tried, ["page.compound_head", "page.compound_info"]);
-        assert!(
-            f.refused.as_deref().unwrap_or("").contains("stores a mask"),
-            "{f:?}"
+        assert_eq!(l.page_compound_head, 8);
+        assert_eq!(
+            l.compound_info_mask, 1,
+            "the probes must compute page & word"
         );
+        let f = r.get("page_compound_head").unwrap();
+        assert!(f.resolved());
     }
 
     #[test]

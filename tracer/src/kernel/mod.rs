@@ -1,5 +1,17 @@
 //! What the running kernel offers: BTF layouts, kallsyms, constants and the
 //! attach plan. The only place (with the eBPF side) that knows kernel versions.
+//!
+//! - [`info`]: [`KernelInfo::probe`] reads everything once (the only I/O);
+//! - [`btf`]: member offsets, enum values, prototypes from BTF;
+//! - [`kallsyms`]: symbols, stack symbolization, ftrace-attachable functions;
+//! - [`layout`]: fills [`tracer_common::Layout`] and says where each offset came from;
+//! - [`consts`]: [`crate::decode::KernelConsts`] from BTF and one cited macro table;
+//! - [`hooks`]: the attach plan as data; [`mod@plan`]: its resolution here;
+//! - [`mod@check`]: `cowtrace check` (text and JSON).
+//!
+//! Everything but [`KernelInfo::probe`] and the `load` functions is pure and
+//! unit-tested with fixtures (see `testutil`), and `debian_lines` checks the
+//! four supported Debian kernels from their real BTF.
 
 pub mod btf;
 pub mod check;

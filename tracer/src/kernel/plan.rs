@@ -129,10 +129,7 @@ pub fn plan_hooks(hooks: &[HookSpec], info: &KernelInfo, layout: &LayoutReport) 
         notes.push(format!("symbol presence not verified: {e}"));
     }
     if let Some(e) = &info.filter_functions_error {
-        notes.push(format!(
-            "kprobe attachability not verified (available_filter_functions unreadable: {e}); \
-             mount tracefs on /sys/kernel/tracing"
-        ));
+        notes.push(format!("kprobe attachability not verified: {e}"));
     }
     if info.sched_tracepoints.is_none() {
         notes.push("tracefs events not readable: sched tracepoints assumed present".into());

@@ -76,14 +76,15 @@ impl AlertStore {
         let window = config.dedup.window_ns();
         if let Some(&(seq, emitted_ns)) = self.index.get(&key) {
             // Out-of-order repeats (time before the emission) are repeats too.
-            if seq >= self.base && time_ns.saturating_sub(emitted_ns) < window {
-                if let Some((_, a)) = self.list.get_mut((seq - self.base) as usize) {
-                    a.count += 1;
-                    a.suppressed += 1;
-                    a.last_ns = a.last_ns.max(time_ns);
-                    counts.suppressed += 1;
-                    return Raised::Suppressed;
-                }
+            if seq >= self.base
+                && time_ns.saturating_sub(emitted_ns) < window
+                && let Some((_, a)) = self.list.get_mut((seq - self.base) as usize)
+            {
+                a.count += 1;
+                a.suppressed += 1;
+                a.last_ns = a.last_ns.max(time_ns);
+                counts.suppressed += 1;
+                return Raised::Suppressed;
             }
         }
         let mut alert = make();
@@ -98,7 +99,11 @@ impl AlertStore {
         self.index.insert(key, (seq, time_ns));
         while self.list.len() > self.cap {
             if let Some((old_key, _)) = self.list.pop_front() {
-                if self.index.get(&old_key).is_some_and(|&(s, _)| s == self.base) {
+                if self
+                    .index
+                    .get(&old_key)
+                    .is_some_and(|&(s, _)| s == self.base)
+                {
                     self.index.remove(&old_key);
                 }
                 self.base += 1;

@@ -21,7 +21,8 @@ struct Slot<V> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Evicted {
     pub entries: u64,
-    /// Of those, entries the caller asked to keep if possible.
+    /// Of those, entries the caller asked to keep if possible (keep
+    /// priority above 0).
     pub precious: u64,
 }
 
@@ -73,19 +74,19 @@ impl<K: Hash + Eq + Copy, V> BoundedMap<K, V> {
     }
 
     /// Returns the entry for `k`, inserting `make()` if absent. When the map
-    /// is full, first evicts the least recently used batch, entries for which
-    /// `precious` is true last; the counts go to `evicted`.
+    /// is full, first evicts a batch: lowest `keep` priority first, least
+    /// recently used first within a priority; the counts go to `evicted`.
     pub fn get_or_insert_with(
         &mut self,
         k: K,
         make: impl FnOnce() -> V,
-        precious: impl Fn(&V) -> bool,
+        keep: impl Fn(&V) -> u8,
         evicted: &mut Evicted,
     ) -> &mut V {
         self.clock += 1;
         let clock = self.clock;
         if self.map.len() >= self.cap && !self.map.contains_key(&k) {
-            let e = self.evict_batch(&precious);
+            let e = self.evict_batch(&keep);
             evicted.entries += e.entries;
             evicted.precious += e.precious;
         }
@@ -108,13 +109,18 @@ impl<K: Hash + Eq + Copy, V> BoundedMap<K, V> {
 
     /// Removes enough of the least recently used entries to get 1/16 of the
     /// cap below it (at least one slot free).
-    fn evict_batch(&mut self, precious: &impl Fn(&V) -> bool) -> Evicted {
+    fn evict_batch(&mut self, keep: &impl Fn(&V) -> u8) -> Evicted {
         let target = self.cap - (self.cap / 16).max(1).min(self.cap);
-        let n = self.map.len().saturating_sub(target).max(1).min(self.map.len());
-        let mut order: Vec<(bool, u64, K)> = self
+        let n = self
+            .map
+            .len()
+            .saturating_sub(target)
+            .max(1)
+            .min(self.map.len());
+        let mut order: Vec<(u8, u64, K)> = self
             .map
             .iter()
-            .map(|(k, s)| (precious(&s.value), s.used, *k))
+            .map(|(k, s)| (keep(&s.value), s.used, *k))
             .collect();
         // Use clocks are unique, so the chosen set does not depend on the
         // map's iteration order: eviction is deterministic.
@@ -125,7 +131,7 @@ impl<K: Hash + Eq + Copy, V> BoundedMap<K, V> {
         for &(p, _, k) in &order[..n] {
             self.map.remove(&k);
             out.entries += 1;
-            out.precious += u64::from(p);
+            out.precious += u64::from(p > 0);
         }
         out
     }
@@ -140,16 +146,19 @@ mod tests {
         let mut m: BoundedMap<u64, u64> = BoundedMap::new(32);
         let mut ev = Evicted::default();
         for k in 0..32 {
-            m.get_or_insert_with(k, || k, |_| false, &mut ev);
+            m.get_or_insert_with(k, || k, |_| 0, &mut ev);
         }
         assert_eq!(ev, Evicted::default());
         // Touch key 0 so it becomes the most recent.
         assert!(m.get_mut(&0).is_some());
-        m.get_or_insert_with(100, || 100, |_| false, &mut ev);
+        m.get_or_insert_with(100, || 100, |_| 0, &mut ev);
         assert!(m.len() <= 32);
         assert_eq!(ev.entries, 2, "1/16 of 32");
         assert!(m.get(&0).is_some(), "recently used entry survived");
-        assert!(m.get(&1).is_none() && m.get(&2).is_none(), "oldest went first");
+        assert!(
+            m.get(&1).is_none() && m.get(&2).is_none(),
+            "oldest went first"
+        );
         assert!(m.get(&100).is_some());
     }
 
@@ -157,11 +166,12 @@ mod tests {
     fn precious_entries_go_last() {
         let mut m: BoundedMap<u64, bool> = BoundedMap::new(4);
         let mut ev = Evicted::default();
-        m.get_or_insert_with(0, || true, |v| *v, &mut ev);
+        let keep = |v: &bool| u8::from(*v);
+        m.get_or_insert_with(0, || true, keep, &mut ev);
         for k in 1..4 {
-            m.get_or_insert_with(k, || false, |v| *v, &mut ev);
+            m.get_or_insert_with(k, || false, keep, &mut ev);
         }
-        m.get_or_insert_with(9, || false, |v| *v, &mut ev);
+        m.get_or_insert_with(9, || false, keep, &mut ev);
         assert_eq!(ev.entries, 1);
         assert_eq!(ev.precious, 0);
         assert!(m.get(&0).is_some(), "oldest but precious");
@@ -173,10 +183,10 @@ mod tests {
         let mut m: BoundedMap<u64, ()> = BoundedMap::new(100);
         let mut ev = Evicted::default();
         for k in 0..100 {
-            m.get_or_insert_with(k, || (), |_| false, &mut ev);
+            m.get_or_insert_with(k, || (), |_| 0, &mut ev);
         }
         m.set_cap(10);
-        m.get_or_insert_with(1000, || (), |_| false, &mut ev);
+        m.get_or_insert_with(1000, || (), |_| 0, &mut ev);
         assert!(m.len() <= 10, "len {}", m.len());
         assert_eq!(ev.entries as usize + m.len(), 101);
     }

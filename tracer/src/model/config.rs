@@ -10,7 +10,7 @@ use super::alert::{RuleId, Severity};
 use super::event::Comm;
 
 /// Everything the engine can be told. All sections are optional.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub engine: EngineConfig,
@@ -205,7 +205,7 @@ impl Config {
             } else {
                 Err(ConfigError::Value {
                     key,
-                    reason: format!("must be a positive number of seconds or events, got {v}"),
+                    reason: format!("must be greater than 0, got {v}"),
                 })
             }
         };
@@ -227,18 +227,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            engine: EngineConfig::default(),
-            dedup: DedupConfig::default(),
-            allow: AllowConfig::default(),
-            cow_storm: CowStormConfig::default(),
-            rules: RulesConfig::default(),
-        }
     }
 }
 
@@ -304,8 +292,14 @@ mod tests {
     #[test]
     fn zero_and_negative_thresholds_are_errors() {
         for (text, key) in [
-            ("[cow_storm]\ncopies_per_sec = 0\n", "cow_storm.copies_per_sec"),
-            ("[cow_storm]\ncopies_per_sec = -5.0\n", "cow_storm.copies_per_sec"),
+            (
+                "[cow_storm]\ncopies_per_sec = 0\n",
+                "cow_storm.copies_per_sec",
+            ),
+            (
+                "[cow_storm]\ncopies_per_sec = -5.0\n",
+                "cow_storm.copies_per_sec",
+            ),
             ("[dedup]\nwindow_secs = 0\n", "dedup.window_secs"),
             ("[engine]\nmax_pages = 0\n", "engine.max_pages"),
         ] {

@@ -8,6 +8,34 @@
 //!
 //! Memory is bounded by the caps in `[engine]` (see `default-config.toml`);
 //! evictions are counted in the report.
+//!
+//! State:
+//! * per pfn (`pages`): outstanding FOLL_PIN / FOLL_GET grabs with holder
+//!   task, mm, address, stack and time, and the last known mapping. Only
+//!   pages with GUP history have a record. Pins end at unpin events; GET
+//!   references (released by the inlined `put_page`) end when a later
+//!   event's refcount has no room for them (`PageRec::prune_gets`).
+//! * per (mm, virtual page) (`maps`): counts, the page mapped there, and
+//!   the last write decision (for the pre-5.19 write-protection heuristic).
+//! * per mm: private ranges write-protected by a fork, with the fork time.
+//! * per pid: aggregates; exited processes keep them.
+//!
+//! Rules (texts in `rules`):
+//! * `pin-then-cow` / `gup-ref-then-cow`: a Copy of a page with an
+//!   outstanding pin / reference taken through the same address space. A
+//!   copy in *another* mm (a fork child writing) leaves the holder's mm on
+//!   the page it holds: COW working as intended, no alert.
+//! * `gup-ref-then-reuse`: a Reuse while a grab by another pid, or through
+//!   another mm, is outstanding: the holder observes the write.
+//! * `unprotected-ro-pin`: a read-only pin of an anonymous page that is
+//!   not exclusive: 5.19+ by PageAnonExclusive; before, by mapcount > 1 or
+//!   a fork that write-protected the address after the last write seen.
+//! * `fork-with-pins`: `ForkCopy` events, one alert per (parent, child mm).
+//! * `cow-storm`: more copies (write + unshare) per process in a 1 s window
+//!   of event time than `cow_storm.copies_per_sec`.
+//!
+//! Dedup key: (rule, pid, mm, 2 MiB region of the address); for
+//! `fork-with-pins` the child mm, for `cow-storm` the whole process.
 
 use std::collections::BTreeMap;
 
@@ -142,7 +170,8 @@ const DECISIONS: [(Decision, &str); 3] = [
     (Decision::Reuse, "reuse"),
     (Decision::Other, "other"),
 ];
-const FAULTS: [(FaultKind, &str); 2] = [(FaultKind::Write, "write"), (FaultKind::Unshare, "unshare")];
+const FAULTS: [(FaultKind, &str); 2] =
+    [(FaultKind::Write, "write"), (FaultKind::Unshare, "unshare")];
 
 fn reason_slot(d: Decision, f: FaultKind, r: Reason) -> usize {
     let d = match d {
@@ -185,7 +214,11 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: Config, caps: KernelCaps) -> Self {
         let e = &config.engine;
-        let page_size = if caps.page_size == 0 { 4096 } else { caps.page_size };
+        let page_size = if caps.page_size == 0 {
+            4096
+        } else {
+            caps.page_size
+        };
         Engine {
             sem: Semantics::from_caps(caps.anon_exclusive),
             page_size,
@@ -245,10 +278,10 @@ impl Engine {
             Body::ForkCopy(c) => self.on_fork_copy(ev, c, alerts),
             Body::TaskFork(t) => self.on_task_fork(ev, t),
             Body::TaskExit => {
-                if ev.task.pid == ev.task.tid {
-                    if let Some(p) = self.procs.get_mut(&ev.task.pid) {
-                        p.exited = true;
-                    }
+                if ev.task.pid == ev.task.tid
+                    && let Some(p) = self.procs.get_mut(&ev.task.pid)
+                {
+                    p.exited = true;
                 }
             }
             Body::Lost(l) => self.on_lost(l),
@@ -256,7 +289,7 @@ impl Engine {
                 let mut ev_count = Evicted::default();
                 let slot = self
                     .stacks
-                    .get_or_insert_with(s.id, Vec::new, |_| false, &mut ev_count);
+                    .get_or_insert_with(s.id, Vec::new, |_| 0, &mut ev_count);
                 slot.clone_from(&s.frames);
                 self.evictions.stacks += ev_count.entries;
             }
@@ -272,7 +305,7 @@ impl Engine {
         let p = self.pages.get_or_insert_with(
             pfn,
             || PageRec::new(mm, address),
-            PageRec::has_holders,
+            PageRec::keep_priority,
             &mut ev,
         );
         self.evictions.pages += ev.entries;
@@ -284,7 +317,7 @@ impl Engine {
         let mut ev = Evicted::default();
         let m = self
             .maps
-            .get_or_insert_with((mm, vpn), MapPage::default, |_| false, &mut ev);
+            .get_or_insert_with((mm, vpn), MapPage::default, |_| 0, &mut ev);
         self.evictions.mapping_pages += ev.entries;
         m
     }
@@ -379,9 +412,17 @@ impl Engine {
 
         // Mapping aggregates (by virtual page of this mm).
         let huge = matches!(f.site, Site::Thp | Site::Hugetlb);
-        let address = if huge { f.address & !(self.huge_size() - 1) } else { f.address };
+        let address = if huge {
+            f.address & !(self.huge_size() - 1)
+        } else {
+            f.address
+        };
         let vpn = address / self.page_size;
-        let span = if huge { (self.huge_size() / self.page_size) as u32 } else { 1 };
+        let span = if huge {
+            (self.huge_size() / self.page_size) as u32
+        } else {
+            1
+        };
         {
             let m = self.map_mut(ev.mm, vpn);
             m.pid = ev.task.pid;
@@ -626,7 +667,10 @@ impl Engine {
     }
 
     fn on_unpin(&mut self, u: &Unpin) {
-        let matched = self.pages.get_mut(&u.pfn).map_or(0, |p| p.release(u.pin, u.refs));
+        let matched = self
+            .pages
+            .get_mut(&u.pfn)
+            .map_or(0, |p| p.release(u.pin, u.refs));
         self.unmatched_unpins += u64::from(u.refs - matched);
     }
 
@@ -637,8 +681,11 @@ impl Engine {
         // COW write-protects the range in both the parent and the child.
         for mm in [ev.mm, v.child_mm] {
             let mut evc = Evicted::default();
-            let ranges = self.forks.get_or_insert_with(mm, Vec::new, |_| false, &mut evc);
-            if let Some(r) = ranges.iter_mut().find(|r| r.start == v.start && r.end == v.end) {
+            let ranges = self.forks.get_or_insert_with(mm, Vec::new, |_| 0, &mut evc);
+            if let Some(r) = ranges
+                .iter_mut()
+                .find(|r| r.start == v.start && r.end == v.end)
+            {
                 r.time_ns = r.time_ns.max(ev.time_ns);
             } else {
                 if ranges.len() >= MAX_FORK_RANGES_PER_MM {
@@ -841,7 +888,7 @@ impl Engine {
             }
         }
         // Stable: ties keep the table order above.
-        v.sort_by(|a, b| b.count.cmp(&a.count));
+        v.sort_by_key(|x| std::cmp::Reverse(x.count));
         v
     }
 
@@ -861,15 +908,17 @@ impl Engine {
             let span = u64::from(m.span.max(1));
             let start = vpn * ps;
             let end = (vpn + span) * ps;
-            if let Some(r) = ranges.last_mut() {
-                if r.mm == mm && r.pid == pid && start <= r.end {
-                    r.end = r.end.max(end);
-                    r.pages += span;
-                    r.copies += u64::from(m.copies);
-                    r.reuses += u64::from(m.reuses);
-                    r.unshares += u64::from(m.unshares);
-                    continue;
-                }
+            if let Some(r) = ranges.last_mut()
+                && r.mm == mm
+                && r.pid == pid
+                && start <= r.end
+            {
+                r.end = r.end.max(end);
+                r.pages += span;
+                r.copies += u64::from(m.copies);
+                r.reuses += u64::from(m.reuses);
+                r.unshares += u64::from(m.unshares);
+                continue;
             }
             let comm = self.procs.get(&pid).map_or_else(Comm::default, |p| p.comm);
             ranges.push(MappingReport {
@@ -933,7 +982,7 @@ fn proc_in<'a>(
 ) -> &'a mut ProcRec {
     let mut ev = Evicted::default();
     let comm = task.comm;
-    let p = procs.get_or_insert_with(task.pid, || ProcRec::new(comm), |_| false, &mut ev);
+    let p = procs.get_or_insert_with(task.pid, || ProcRec::new(comm), |_| 0, &mut ev);
     p.comm = comm;
     evictions.processes += ev.entries;
     p

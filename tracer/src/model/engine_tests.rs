@@ -39,10 +39,20 @@ fn fork_then_child_exit(pages: u64) -> Vec<Event> {
     let app = task(APP, "app");
     let child = task(CHILD, "app");
     vec![
-        ev(1_000, app, MM, fork_vma(CHILD_MM, CHILD, BASE, BASE + pages * PAGE)),
+        ev(
+            1_000,
+            app,
+            MM,
+            fork_vma(CHILD_MM, CHILD, BASE, BASE + pages * PAGE),
+        ),
         ev(1_001, app, MM, task_fork(CHILD, CHILD_MM)),
         ev(2_000, child, CHILD_MM, Body::TaskExit),
-        ev(2_500, app, MM, stack_def(7, &["try_grab_page+0x1c", "follow_page_pte+0x2a0"])),
+        ev(
+            2_500,
+            app,
+            MM,
+            stack_def(7, &["try_grab_page+0x1c", "follow_page_pte+0x2a0"]),
+        ),
     ]
 }
 
@@ -55,48 +65,91 @@ fn discussion_sequence_on_5_10_alerts_at_pin_and_at_write() {
     for i in 0..16u64 {
         let (a, pfn) = (BASE + i * PAGE, 0x1000 + i);
         // Read-only pin: refcount 1 mapping + 1024 pin bias.
-        events.push(ev(3_000 + i, app, MM, gup(a, pfn, true, false, anon(1025, 1, None), Some(7))));
+        events.push(ev(
+            3_000 + i,
+            app,
+            MM,
+            gup(a, pfn, true, false, anon(1025, 1, None), Some(7)),
+        ));
     }
     for i in 0..16u64 {
         let (a, pfn) = (BASE + i * PAGE, 0x1000 + i);
         // page_count != 1 because of the pin: 5.10 copies.
-        events.push(ev(5_000 + i, app, MM, write_copy(a, pfn, 0x9000 + i, anon(1025, 1, None))));
+        events.push(ev(
+            5_000 + i,
+            app,
+            MM,
+            write_copy(a, pfn, 0x9000 + i, anon(1025, 1, None)),
+        ));
     }
     let mut e = Engine::new(Config::default(), caps(false));
     let alerts = run(&mut e, &events);
-    assert_eq!(rules_of(&alerts), vec![RuleId::UnprotectedRoPin, RuleId::PinThenCow]);
+    assert_eq!(
+        rules_of(&alerts),
+        vec![RuleId::UnprotectedRoPin, RuleId::PinThenCow]
+    );
 
     let ro = &alerts[0];
-    assert_eq!((ro.pid, ro.time_ns, ro.pfn, ro.address), (APP, 3_000, 0x1000, BASE));
+    assert_eq!(
+        (ro.pid, ro.time_ns, ro.pfn, ro.address),
+        (APP, 3_000, 0x1000, BASE)
+    );
     assert_eq!(ro.severity, Severity::Warning);
     assert!(ro.message.contains("fork"), "{}", ro.message);
 
     let p = &alerts[1];
     assert_eq!(p.severity, Severity::Critical);
-    assert_eq!((p.pid, p.time_ns, p.pfn, p.address), (APP, 5_000, 0x1000, BASE));
-    let h = p.holder.as_ref().map(|h| (h.pid, h.pin, h.age_ns, h.stack.clone()));
+    assert_eq!(
+        (p.pid, p.time_ns, p.pfn, p.address),
+        (APP, 5_000, 0x1000, BASE)
+    );
+    let h = p
+        .holder
+        .as_ref()
+        .map(|h| (h.pid, h.pin, h.age_ns, h.stack.clone()));
     assert_eq!(
         h,
-        Some((APP, true, 2_000, vec!["try_grab_page+0x1c".to_string(), "follow_page_pte+0x2a0".into()]))
+        Some((
+            APP,
+            true,
+            2_000,
+            vec![
+                "try_grab_page+0x1c".to_string(),
+                "follow_page_pte+0x2a0".into()
+            ]
+        ))
     );
     assert!(!p.message.contains("kernel bug"), "{}", p.message);
     assert!(p.message.contains("pid 100 (app) wrote"), "{}", p.message);
 
     let r = e.report();
     // Dedup: one alert per rule for the 16-page buffer, the rest counted.
-    let counts: Vec<_> = r.alerts.iter().map(|a| (a.rule, a.count, a.suppressed)).collect();
+    let counts: Vec<_> = r
+        .alerts
+        .iter()
+        .map(|a| (a.rule, a.count, a.suppressed))
+        .collect();
     assert_eq!(
         counts,
-        vec![(RuleId::UnprotectedRoPin, 16, 15), (RuleId::PinThenCow, 16, 15)]
+        vec![
+            (RuleId::UnprotectedRoPin, 16, 15),
+            (RuleId::PinThenCow, 16, 15)
+        ]
     );
     assert_eq!(r.processes.len(), 1);
     let pr = &r.processes[0];
-    assert_eq!((pr.pid, pr.cow_copies, pr.gup_pins, pr.bytes_copied), (APP, 16, 16, 16 * PAGE));
+    assert_eq!(
+        (pr.pid, pr.cow_copies, pr.gup_pins, pr.bytes_copied),
+        (APP, 16, 16, 16 * PAGE)
+    );
     assert_eq!(pr.decisions_by_site.get("wp").map(|s| s.copies), Some(16));
     assert_eq!(reason_count(&r, "copy", "write", "extra_references"), 16);
     assert_eq!(r.mappings.len(), 1, "16 contiguous pages are one range");
     let m = &r.mappings[0];
-    assert_eq!((m.start, m.end, m.pages, m.copies), (BASE, BASE + 16 * PAGE, 16, 16));
+    assert_eq!(
+        (m.start, m.end, m.pages, m.copies),
+        (BASE, BASE + 16 * PAGE, 16, 16)
+    );
     assert!(r.complete);
 }
 
@@ -108,19 +161,37 @@ fn discussion_sequence_on_6_1_is_quiet() {
     let mut events = fork_then_child_exit(4);
     for i in 0..4u64 {
         let (a, pfn, new) = (BASE + i * PAGE, 0x1000 + i, 0x9000 + i);
-        events.push(ev(3_000 + i, app, MM, unshare_copy(a, pfn, new, anon(2, 1, Some(false)))));
-        events.push(ev(3_100 + i, app, MM, gup(a, new, true, false, anon(1025, 1, Some(true)), Some(7))));
+        events.push(ev(
+            3_000 + i,
+            app,
+            MM,
+            unshare_copy(a, pfn, new, anon(2, 1, Some(false))),
+        ));
+        events.push(ev(
+            3_100 + i,
+            app,
+            MM,
+            gup(a, new, true, false, anon(1025, 1, Some(true)), Some(7)),
+        ));
     }
     for i in 0..4u64 {
         let (a, new) = (BASE + i * PAGE, 0x9000 + i);
-        events.push(ev(5_000 + i, app, MM, write_reuse(a, new, anon(1025, 1, Some(true)))));
+        events.push(ev(
+            5_000 + i,
+            app,
+            MM,
+            write_reuse(a, new, anon(1025, 1, Some(true))),
+        ));
     }
     let mut e = Engine::new(Config::default(), caps(true));
     let alerts = run(&mut e, &events);
     assert!(alerts.is_empty(), "{alerts:#?}");
     let r = e.report();
     let pr = &r.processes[0];
-    assert_eq!((pr.unshare_copies, pr.cow_reuses, pr.cow_copies, pr.gup_pins), (4, 4, 0, 4));
+    assert_eq!(
+        (pr.unshare_copies, pr.cow_reuses, pr.cow_copies, pr.gup_pins),
+        (4, 4, 0, 4)
+    );
     assert_eq!(reason_count(&r, "reuse", "write", "anon_exclusive"), 4);
     assert_eq!(reason_count(&r, "copy", "unshare", "extra_references"), 4);
     assert_eq!(r.mappings[0].unshares, 4);
@@ -132,13 +203,27 @@ fn discussion_sequence_on_6_1_is_quiet() {
 fn pin_then_cow_on_6_1_names_a_kernel_bug() {
     let app = task(APP, "app");
     let events = vec![
-        ev(10, app, MM, gup(BASE, 0x10, true, true, anon(1025, 1, Some(true)), None)),
-        ev(20, app, MM, write_copy(BASE, 0x10, 0x20, anon(1025, 1, Some(true)))),
+        ev(
+            10,
+            app,
+            MM,
+            gup(BASE, 0x10, true, true, anon(1025, 1, Some(true)), None),
+        ),
+        ev(
+            20,
+            app,
+            MM,
+            write_copy(BASE, 0x10, 0x20, anon(1025, 1, Some(true))),
+        ),
     ];
     let mut e = Engine::new(Config::default(), caps(true));
     let alerts = run(&mut e, &events);
     assert_eq!(rules_of(&alerts), vec![RuleId::PinThenCow]);
-    assert!(alerts[0].message.contains("kernel bug"), "{}", alerts[0].message);
+    assert!(
+        alerts[0].message.contains("kernel bug"),
+        "{}",
+        alerts[0].message
+    );
     assert_eq!(reason_count(&e.report(), "copy", "write", "unexplained"), 1);
 }
 
@@ -151,12 +236,27 @@ fn vmsplice_then_write_names_writer_and_holder() {
         ev(1, app, MM, fork_vma(CHILD_MM, CHILD, BASE, BASE + PAGE)),
         ev(2, app, MM, task_fork(CHILD, CHILD_MM)),
         // vmsplice: FOLL_GET, read-only; 2 mappings + the pipe's reference.
-        ev(10, app, MM, gup(BASE, 0x10, false, false, anon(3, 2, Some(false)), None)),
+        ev(
+            10,
+            app,
+            MM,
+            gup(BASE, 0x10, false, false, anon(3, 2, Some(false)), None),
+        ),
         // The child writes first: it copies in its own mm; the parent
         // still maps the page the pipe holds. Not a divergence.
-        ev(20, child, CHILD_MM, write_copy(BASE, 0x10, 0x30, anon(3, 2, Some(false)))),
+        ev(
+            20,
+            child,
+            CHILD_MM,
+            write_copy(BASE, 0x10, 0x30, anon(3, 2, Some(false))),
+        ),
         // The parent writes: the pipe reference keeps refcount > 1: copy.
-        ev(30, app, MM, write_copy(BASE, 0x10, 0x20, anon(2, 1, Some(false)))),
+        ev(
+            30,
+            app,
+            MM,
+            write_copy(BASE, 0x10, 0x20, anon(2, 1, Some(false))),
+        ),
     ];
     let mut e = Engine::new(Config::default(), caps(true));
     let alerts = run(&mut e, &events);
@@ -165,7 +265,11 @@ fn vmsplice_then_write_names_writer_and_holder() {
     assert_eq!((a.pid, a.time_ns, a.severity), (APP, 30, Severity::Warning));
     let h = a.holder.as_ref().map(|h| (h.pid, h.pin, h.age_ns));
     assert_eq!(h, Some((APP, false, 20)));
-    assert!(a.message.contains("pid 100 (writer) wrote"), "{}", a.message);
+    assert!(
+        a.message.contains("pid 100 (writer) wrote"),
+        "{}",
+        a.message
+    );
     assert!(a.message.contains("old contents"), "{}", a.message);
 }
 
@@ -174,13 +278,26 @@ fn vmsplice_then_write_names_writer_and_holder() {
 fn released_gup_references_are_inferred_from_the_refcount() {
     let app = task(APP, "app");
     let events = vec![
-        ev(10, app, MM, gup(BASE, 0x10, false, false, anon(3, 2, Some(false)), None)),
+        ev(
+            10,
+            app,
+            MM,
+            gup(BASE, 0x10, false, false, anon(3, 2, Some(false)), None),
+        ),
         // The reference is gone (2 mappings, refcount 2): a plain fork COW.
-        ev(30, app, MM, write_copy(BASE, 0x10, 0x20, anon(2, 2, Some(false)))),
+        ev(
+            30,
+            app,
+            MM,
+            write_copy(BASE, 0x10, 0x20, anon(2, 2, Some(false))),
+        ),
     ];
     let mut e = Engine::new(Config::default(), caps(true));
     assert!(run(&mut e, &events).is_empty());
-    assert_eq!(reason_count(&e.report(), "copy", "write", "shared_by_mappings"), 1);
+    assert_eq!(
+        reason_count(&e.report(), "copy", "write", "shared_by_mappings"),
+        1
+    );
 }
 
 #[test]
@@ -188,12 +305,24 @@ fn fork_with_pins_is_one_alert_per_fork_with_the_page_count() {
     let app = task(APP, "db");
     let mut events = Vec::new();
     for i in 0..4u64 {
-        let b = gup(BASE + i * PAGE, 0x10 + i, true, true, anon(1025, 1, Some(true)), None);
+        let b = gup(
+            BASE + i * PAGE,
+            0x10 + i,
+            true,
+            true,
+            anon(1025, 1, Some(true)),
+            None,
+        );
         events.push(ev(10 + i, app, MM, b));
     }
     for (n, (child, child_mm)) in [(CHILD, CHILD_MM), (CHILD + 1, 3)].into_iter().enumerate() {
         let t0 = 100 + 100 * n as u64;
-        events.push(ev(t0, app, MM, fork_vma(child_mm, child, BASE, BASE + 4 * PAGE)));
+        events.push(ev(
+            t0,
+            app,
+            MM,
+            fork_vma(child_mm, child, BASE, BASE + 4 * PAGE),
+        ));
         for i in 0..4u64 {
             let b = fork_copy(child_mm, child, BASE + i * PAGE, 0x100 * (n as u64 + 1) + i);
             events.push(ev(t0 + 1 + i, app, MM, b));
@@ -202,7 +331,10 @@ fn fork_with_pins_is_one_alert_per_fork_with_the_page_count() {
     }
     let mut e = Engine::new(Config::default(), caps(true));
     let alerts = run(&mut e, &events);
-    assert_eq!(rules_of(&alerts), vec![RuleId::ForkWithPins, RuleId::ForkWithPins]);
+    assert_eq!(
+        rules_of(&alerts),
+        vec![RuleId::ForkWithPins, RuleId::ForkWithPins]
+    );
     assert!(alerts[0].message.contains("MADV_DONTFORK"));
     assert!(alerts[0].message.contains("child pid 101"));
     assert_eq!(alerts[0].pfn, 0x10, "the pinned page, found by address");
@@ -223,12 +355,25 @@ fn dedup_window_reemits_after_it_expires() {
     // Same page pinned and copied three times; the third is 2 s later.
     for (k, t) in [0u64, 100_000_000, 2_100_000_000].into_iter().enumerate() {
         let (pfn, new) = (0x10 + k as u64 * 0x10, 0x11 + k as u64 * 0x10);
-        events.push(ev(t, app, MM, gup(BASE, pfn, true, false, anon(1025, 1, None), None)));
-        events.push(ev(t + 1, app, MM, write_copy(BASE, pfn, new, anon(1025, 1, None))));
+        events.push(ev(
+            t,
+            app,
+            MM,
+            gup(BASE, pfn, true, false, anon(1025, 1, None), None),
+        ));
+        events.push(ev(
+            t + 1,
+            app,
+            MM,
+            write_copy(BASE, pfn, new, anon(1025, 1, None)),
+        ));
     }
     let mut e = Engine::new(cfg, caps(false));
     let alerts = run(&mut e, &events);
-    let pins: Vec<_> = alerts.iter().filter(|a| a.rule == RuleId::PinThenCow).collect();
+    let pins: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.rule == RuleId::PinThenCow)
+        .collect();
     assert_eq!(pins.len(), 2);
     let r = e.report();
     let in_report: Vec<_> = r
@@ -238,14 +383,24 @@ fn dedup_window_reemits_after_it_expires() {
         .map(|a| (a.count, a.suppressed))
         .collect();
     assert_eq!(in_report, vec![(2, 1), (1, 0)]);
-    let s = r.alert_summary.iter().find(|s| s.rule == RuleId::PinThenCow);
+    let s = r
+        .alert_summary
+        .iter()
+        .find(|s| s.rule == RuleId::PinThenCow);
     assert_eq!(s.map(|s| (s.emitted, s.suppressed)), Some((2, 1)));
 }
 
 fn copies(pid: u32, n: u64, t0: u64, step: u64) -> Vec<Event> {
     let t = task(pid, "forker");
     (0..n)
-        .map(|i| ev(t0 + i * step, t, MM, write_copy(BASE + i * PAGE, 0x10 + i, 0x1_0000 + i, anon(2, 2, None))))
+        .map(|i| {
+            ev(
+                t0 + i * step,
+                t,
+                MM,
+                write_copy(BASE + i * PAGE, 0x10 + i, 0x1_0000 + i, anon(2, 2, None)),
+            )
+        })
         .collect()
 }
 
@@ -261,7 +416,11 @@ fn cow_storm_fires_above_the_rate_only() {
     let alerts = run(&mut e, &copies(APP, 30, 0, 10_000_000));
     assert_eq!(rules_of(&alerts), vec![RuleId::CowStorm]);
     assert_eq!(alerts[0].time_ns, 100_000_000);
-    assert!(alerts[0].message.contains("11 copy-on-write copies"), "{}", alerts[0].message);
+    assert!(
+        alerts[0].message.contains("11 copy-on-write copies"),
+        "{}",
+        alerts[0].message
+    );
     // 20 copies spread over 4 s: 5/s, never.
     let mut e = Engine::new(cfg, caps(false));
     assert!(run(&mut e, &copies(APP, 20, 0, 200_000_000)).is_empty());
@@ -273,11 +432,38 @@ fn foreign_holder_observing_a_reuse_is_critical_but_own_pins_are_not() {
     let reader = task(200, "reader");
     let events = vec![
         // The app pins its own page: its later write reuses it. Fine.
-        ev(1, app, MM, gup(BASE, 0x10, true, true, anon(1025, 1, Some(true)), None)),
-        ev(2, app, MM, write_reuse(BASE, 0x10, anon(1025, 1, Some(true)))),
+        ev(
+            1,
+            app,
+            MM,
+            gup(BASE, 0x10, true, true, anon(1025, 1, Some(true)), None),
+        ),
+        ev(
+            2,
+            app,
+            MM,
+            write_reuse(BASE, 0x10, anon(1025, 1, Some(true))),
+        ),
         // Another process pins a page of the app's mm (remote GUP).
-        ev(3, reader, MM, gup(BASE + PAGE, 0x11, true, false, anon(1025, 1, Some(true)), None)),
-        ev(4, app, MM, write_reuse(BASE + PAGE, 0x11, anon(1025, 1, Some(true)))),
+        ev(
+            3,
+            reader,
+            MM,
+            gup(
+                BASE + PAGE,
+                0x11,
+                true,
+                false,
+                anon(1025, 1, Some(true)),
+                None,
+            ),
+        ),
+        ev(
+            4,
+            app,
+            MM,
+            write_reuse(BASE + PAGE, 0x11, anon(1025, 1, Some(true))),
+        ),
     ];
     let mut e = Engine::new(Config::default(), caps(true));
     let alerts = run(&mut e, &events);
@@ -290,24 +476,61 @@ fn foreign_holder_observing_a_reuse_is_critical_but_own_pins_are_not() {
 
 #[test]
 fn allow_list_and_disabled_rules_silence_alerts_but_count_them() -> Result<(), super::ConfigError> {
-    let cfg = Config::from_toml_str("[allow]\ncomm = [\"app\"]\n[rules.cow-storm]\nenabled = false\n")?;
+    let cfg =
+        Config::from_toml_str("[allow]\ncomm = [\"app\"]\n[rules.cow-storm]\nenabled = false\n")?;
     let app = task(APP, "app");
     let mut events = vec![
-        ev(1, app, MM, gup(BASE, 0x10, true, true, anon(1025, 1, Some(true)), None)),
-        ev(2, app, MM, write_copy(BASE, 0x10, 0x20, anon(1025, 1, Some(true)))),
+        ev(
+            1,
+            app,
+            MM,
+            gup(BASE, 0x10, true, true, anon(1025, 1, Some(true)), None),
+        ),
+        ev(
+            2,
+            app,
+            MM,
+            write_copy(BASE, 0x10, 0x20, anon(1025, 1, Some(true))),
+        ),
     ];
     events.extend(copies(7, 20_000, 10, 1));
     let mut e = Engine::new(cfg, caps(true));
     assert!(run(&mut e, &events).is_empty());
     let r = e.report();
-    let s = r.alert_summary.iter().find(|s| s.rule == RuleId::PinThenCow);
+    let s = r
+        .alert_summary
+        .iter()
+        .find(|s| s.rule == RuleId::PinThenCow);
     assert_eq!(s.map(|s| (s.emitted, s.allowed)), Some((0, 1)));
     // Hot reload: the allow-list is gone, the state (the pin) is kept.
     let mut e2 = e;
     e2.set_config(Config::default());
     let mut more = Vec::new();
-    e2.feed(&ev(30, app, MM, gup(BASE + PAGE, 0x30, true, true, anon(1025, 1, Some(true)), None)), &mut more);
-    e2.feed(&ev(40, app, MM, write_copy(BASE + PAGE, 0x30, 0x31, anon(1025, 1, Some(true)))), &mut more);
+    e2.feed(
+        &ev(
+            30,
+            app,
+            MM,
+            gup(
+                BASE + PAGE,
+                0x30,
+                true,
+                true,
+                anon(1025, 1, Some(true)),
+                None,
+            ),
+        ),
+        &mut more,
+    );
+    e2.feed(
+        &ev(
+            40,
+            app,
+            MM,
+            write_copy(BASE + PAGE, 0x30, 0x31, anon(1025, 1, Some(true))),
+        ),
+        &mut more,
+    );
     assert_eq!(rules_of(&more), vec![RuleId::PinThenCow]);
     assert_eq!(e2.report().decisions.cow_copies, 20_002);
     Ok(())
@@ -319,7 +542,12 @@ fn lost_events_and_unknown_unpins_are_reported() {
     let events = vec![
         ev(1, app, MM, unpin(0x10, 3)),
         ev(2, app, MM, lost(5)),
-        ev(3, app, MM, gup(BASE, 0x11, true, true, anon(1025, 1, Some(true)), None)),
+        ev(
+            3,
+            app,
+            MM,
+            gup(BASE, 0x11, true, true, anon(1025, 1, Some(true)), None),
+        ),
         ev(4, app, MM, unpin(0x11, 2)),
     ];
     let mut e = Engine::new(Config::default(), caps(true));
@@ -336,7 +564,12 @@ fn lost_events_and_unknown_unpins_are_reported() {
 fn exited_processes_keep_their_aggregates() {
     let child = task(CHILD, "kid");
     let events = vec![
-        ev(1, child, CHILD_MM, write_copy(BASE, 0x10, 0x20, anon(2, 2, None))),
+        ev(
+            1,
+            child,
+            CHILD_MM,
+            write_copy(BASE, 0x10, 0x20, anon(2, 2, None)),
+        ),
         ev(2, child, CHILD_MM, Body::TaskExit),
     ];
     let mut e = Engine::new(Config::default(), caps(false));
@@ -352,8 +585,25 @@ fn mixed_stream() -> Vec<Event> {
     let mut v = fork_then_child_exit(8);
     let app = task(APP, "app");
     for i in 0..8u64 {
-        v.push(ev(3_000 + i, app, MM, gup(BASE + i * PAGE, 0x10 + i, true, false, anon(1025, 1, None), Some(7))));
-        v.push(ev(4_000 + i, app, MM, write_copy(BASE + i * PAGE, 0x10 + i, 0x100 + i, anon(1025, 1, None))));
+        v.push(ev(
+            3_000 + i,
+            app,
+            MM,
+            gup(
+                BASE + i * PAGE,
+                0x10 + i,
+                true,
+                false,
+                anon(1025, 1, None),
+                Some(7),
+            ),
+        ));
+        v.push(ev(
+            4_000 + i,
+            app,
+            MM,
+            write_copy(BASE + i * PAGE, 0x10 + i, 0x100 + i, anon(1025, 1, None)),
+        ));
         v.push(ev(4_500 + i, app, MM, unpin(0x10 + i, 1)));
     }
     v.push(ev(5_000, app, MM, lost(2)));
@@ -387,17 +637,35 @@ fn state_stays_within_small_caps_and_evictions_are_counted() -> Result<(), super
     let mut out = Vec::new();
     for i in 0..2_000u64 {
         let t = task(1 + (i % 50) as u32, "w");
-        e.feed(&ev(i, t, MM, gup(BASE + i * PAGE, i, true, true, anon(1025, 1, None), None)), &mut out);
-        e.feed(&ev(i, t, MM + i % 3, write_copy(BASE + i * PAGE, i, 1_000_000 + i, anon(2, 2, None))), &mut out);
+        e.feed(
+            &ev(
+                i,
+                t,
+                MM,
+                gup(BASE + i * PAGE, i, true, true, anon(1025, 1, None), None),
+            ),
+            &mut out,
+        );
+        // Still pinned at the copy: the page record stays.
+        let b = write_copy(BASE + i * PAGE, i, 1_000_000 + i, anon(1026, 2, None));
+        e.feed(&ev(i, t, MM + i % 3, b), &mut out);
         e.feed(&ev(i, t, MM, stack_def(i as u32, &["f"])), &mut out);
-        e.feed(&ev(i, t, MM, fork_vma(10 + i, 1, BASE, BASE + PAGE)), &mut out);
+        e.feed(
+            &ev(i, t, MM, fork_vma(10 + i, 1, BASE, BASE + PAGE)),
+            &mut out,
+        );
         let s = e.state_sizes();
-        assert!(s.pages <= 64 && s.processes <= 8 && s.mapping_pages <= 32 && s.stacks <= 2, "{s:?}");
+        assert!(
+            s.pages <= 64 && s.processes <= 8 && s.mapping_pages <= 32 && s.stacks <= 2,
+            "{s:?}"
+        );
         assert!(s.address_spaces <= 8, "{s:?}");
     }
     let r = e.report();
     assert!(r.evictions.pages > 0 && r.evictions.processes > 0 && r.evictions.mapping_pages > 0);
     assert!(r.evictions.stacks > 0 && r.evictions.address_spaces > 0);
+    assert!(r.evictions.pages_with_holders > 0 && r.evictions.alerts > 0);
+    assert!(r.alerts.len() <= 4);
     assert_eq!(r.decisions.cow_copies, 2_000, "totals survive eviction");
     Ok(())
 }
@@ -408,12 +676,32 @@ mod props {
 
     #[derive(Clone, Debug)]
     enum Op {
-        Fault { pid: u32, page: u64, decision: u8, unshare: bool, refcount: i32, mapcount: i32 },
-        Gup { pid: u32, page: u64, pin: bool, write: bool, refs: u32, refcount: i32 },
-        Unpin { page: u64, refs: u32 },
+        Fault {
+            pid: u32,
+            page: u64,
+            decision: u8,
+            unshare: bool,
+            refcount: i32,
+            mapcount: i32,
+        },
+        Gup {
+            pid: u32,
+            page: u64,
+            pin: bool,
+            write: bool,
+            refs: u32,
+            refcount: i32,
+        },
+        Unpin {
+            page: u64,
+            refs: u32,
+        },
         Lost(u64),
         Exit(u32),
-        Fork { pid: u32, child: u32 },
+        Fork {
+            pid: u32,
+            child: u32,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -442,15 +730,35 @@ mod props {
                 let mm = |pid: u32| u64::from(pid);
                 let addr = |page: u64| BASE + page * PAGE;
                 match op.clone() {
-                    Op::Fault { pid, page, decision, unshare, refcount, mapcount } => {
-                        let d = [Decision::Copy, Decision::Reuse, Decision::Other][decision as usize];
-                        let k = if unshare { FaultKind::Unshare } else { FaultKind::Write };
+                    Op::Fault {
+                        pid,
+                        page,
+                        decision,
+                        unshare,
+                        refcount,
+                        mapcount,
+                    } => {
+                        let d =
+                            [Decision::Copy, Decision::Reuse, Decision::Other][decision as usize];
+                        let k = if unshare {
+                            FaultKind::Unshare
+                        } else {
+                            FaultKind::Write
+                        };
                         let new = (d == Decision::Copy).then_some(0x100 + page);
                         let st = anon(refcount, mapcount, None);
                         ev(t, tk(pid), mm(pid), fault(k, addr(page), page, new, d, st))
                     }
-                    Op::Gup { pid, page, pin, write, refs, refcount } => {
-                        let mut b = gup(addr(page), page, pin, write, anon(refcount, 1, None), None);
+                    Op::Gup {
+                        pid,
+                        page,
+                        pin,
+                        write,
+                        refs,
+                        refcount,
+                    } => {
+                        let mut b =
+                            gup(addr(page), page, pin, write, anon(refcount, 1, None), None);
                         if let Body::Gup(g) = &mut b {
                             g.refs = refs;
                         }
@@ -459,7 +767,12 @@ mod props {
                     Op::Unpin { page, refs } => ev(t, tk(1), 1, unpin(page, refs)),
                     Op::Lost(n) => ev(t, tk(1), 0, lost(n)),
                     Op::Exit(pid) => ev(t, tk(pid), mm(pid), Body::TaskExit),
-                    Op::Fork { pid, child } => ev(t, tk(pid), mm(pid), fork_copy(u64::from(child), child, addr(0), 0x500)),
+                    Op::Fork { pid, child } => ev(
+                        t,
+                        tk(pid),
+                        mm(pid),
+                        fork_copy(u64::from(child), child, addr(0), 0x500),
+                    ),
                 }
             })
             .collect()
@@ -550,7 +863,137 @@ fn feed_throughput() {
             e.feed(ev, &mut out);
         }
         let secs = start.elapsed().as_secs_f64();
-        println!("{hot_pages} hot pages: {:.2} M events/s", n as f64 / secs / 1e6);
+        println!(
+            "{hot_pages} hot pages: {:.2} M events/s",
+            n as f64 / secs / 1e6
+        );
         assert_eq!(e.summary().copies, n);
     }
+}
+
+/// 5.10 swap-in reuse counts mappings, not references (`reuse_swap_page`):
+/// a pipe holding the page sees the child's write.
+#[test]
+fn swap_reuse_on_5_10_lets_a_foreign_holder_observe_the_write() {
+    let app = task(APP, "app");
+    let child = task(CHILD, "app");
+    let mut swap_reuse = write_reuse(BASE, 0x10, anon(2, 1, None));
+    if let Body::CowFault(f) = &mut swap_reuse {
+        f.site = Site::Swap;
+    }
+    let events = vec![
+        ev(1, app, MM, fork_vma(CHILD_MM, CHILD, BASE, BASE + PAGE)),
+        ev(2, app, MM, task_fork(CHILD, CHILD_MM)),
+        ev(
+            10,
+            app,
+            MM,
+            gup(BASE, 0x10, false, false, anon(3, 2, None), None),
+        ),
+        // The parent writes: refcount 3 (2 maps + pipe): copy away.
+        ev(20, app, MM, write_copy(BASE, 0x10, 0x20, anon(3, 2, None))),
+        // The child, after swap-in, writes: 1 mapping, the pipe's
+        // reference ignored: reused in place.
+        ev(30, child, CHILD_MM, swap_reuse),
+    ];
+    let mut e = Engine::new(Config::default(), caps(false));
+    let alerts = run(&mut e, &events);
+    assert_eq!(
+        rules_of(&alerts),
+        vec![RuleId::GupRefThenCow, RuleId::GupRefThenReuse]
+    );
+    let a = &alerts[1];
+    assert_eq!((a.pid, a.mm), (CHILD, CHILD_MM));
+    assert_eq!(
+        a.holder.as_ref().map(|h| (h.pid, h.pin)),
+        Some((APP, false))
+    );
+    assert!(a.message.contains("sole_mapping"), "{}", a.message);
+    assert_eq!(
+        reason_count(&e.report(), "reuse", "write", "sole_mapping"),
+        1
+    );
+}
+
+/// Huge pages count by their size and cover their whole range.
+#[test]
+fn huge_page_decisions_count_their_size() {
+    let app = task(APP, "app");
+    let mut b = write_copy(BASE + 0x1234, 0x200, 0x400, anon(2, 2, None));
+    if let Body::CowFault(f) = &mut b {
+        f.site = Site::Hugetlb;
+    }
+    let mut e = Engine::new(Config::default(), caps(true));
+    run(&mut e, &[ev(1, app, MM, b)]);
+    let r = e.report();
+    assert_eq!(r.processes[0].bytes_copied, 2 << 20);
+    assert_eq!(
+        r.processes[0]
+            .decisions_by_site
+            .get("hugetlb")
+            .map(|s| s.copies),
+        Some(1)
+    );
+    let m = &r.mappings[0];
+    assert_eq!((m.start, m.end, m.pages), (BASE, BASE + (2 << 20), 512));
+}
+
+/// The JSON field names are a schema others read: pin them.
+#[test]
+fn report_json_has_the_documented_fields() -> Result<(), serde_json::Error> {
+    let mut e = Engine::new(Config::default(), caps(false));
+    run(&mut e, &mixed_stream());
+    let v = serde_json::to_value(e.report())?;
+    for k in [
+        "complete",
+        "lost_events",
+        "kernel",
+        "events",
+        "evictions",
+        "unmatched_unpins",
+        "processes",
+        "mappings",
+        "reasons",
+        "alerts",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    assert_eq!(v["complete"], false);
+    assert_eq!(v["kernel"]["anon_exclusive"], false);
+    let p = &v["processes"][0];
+    for k in [
+        "pid",
+        "comm",
+        "cow_copies",
+        "cow_reuses",
+        "unshare_copies",
+        "unshare_reuses",
+        "gup_pins",
+        "gup_gets",
+        "fork_pinned_copies",
+        "bytes_copied",
+        "decisions_by_site",
+    ] {
+        assert!(p.get(k).is_some(), "missing process.{k}");
+    }
+    assert_eq!(p["pid"], 300, "most copies first");
+    assert_eq!(p["decisions_by_site"]["wp"]["copies"], 50);
+    let a = v["alerts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["rule"] == "pin-then-cow"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(a["severity"], "critical");
+    assert_eq!(a["address"], "0x7f0000000000");
+    assert_eq!(a["count"], 8);
+    assert_eq!(a["suppressed"], 7);
+    assert_eq!(a["holder"]["pin"], true);
+    assert_eq!(a["holder"]["address"], "0x7f0000000000");
+    assert_eq!(a["holder"]["stack"][0], "try_grab_page+0x1c");
+    let r = &v["reasons"][0];
+    assert_eq!(
+        (&r["decision"], &r["fault"]),
+        (&"copy".into(), &"write".into())
+    );
+    Ok(())
 }

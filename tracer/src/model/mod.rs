@@ -16,7 +16,7 @@ pub mod reason;
 pub mod report;
 pub mod rules;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 
 pub use alert::{Alert, Holder, RuleId, Severity};
 pub use config::{Config, ConfigError};

@@ -64,6 +64,17 @@ impl PageRec {
         !self.holders.is_empty()
     }
 
+    /// Eviction order when the page table is full: pages without holders
+    /// go first, then pages with only FOLL_GET records (their end is only
+    /// inferred), pinned pages last.
+    pub fn keep_priority(&self) -> u8 {
+        if self.holders.iter().any(|h| h.pin) {
+            2
+        } else {
+            u8::from(self.has_holders())
+        }
+    }
+
     pub fn pins(&self) -> u64 {
         self.refs_where(true)
     }
@@ -84,7 +95,11 @@ impl PageRec {
     /// within `MAX_HOLDERS_PER_PAGE`.
     pub fn add_holder(&mut self, h: HolderRec) -> u64 {
         if let Some(same) = self.holders.iter_mut().find(|o| {
-            o.pid == h.pid && o.mm == h.mm && o.pin == h.pin && o.stack == h.stack && o.write == h.write
+            o.pid == h.pid
+                && o.mm == h.mm
+                && o.pin == h.pin
+                && o.stack == h.stack
+                && o.write == h.write
         }) {
             same.refs = same.refs.saturating_add(h.refs);
             return 0;
@@ -233,6 +248,16 @@ mod tests {
         // An untracked pin from before the trace does not keep gets alive.
         p.add_holder(holder(3, false, 1, 30));
         assert_eq!(p.prune_gets(&state(1 + 2048, 1)), 1);
+    }
+
+    #[test]
+    fn pinned_pages_are_kept_longest() {
+        let mut p = PageRec::new(1, 0x1000);
+        assert_eq!(p.keep_priority(), 0);
+        p.add_holder(holder(1, false, 1, 10));
+        assert_eq!(p.keep_priority(), 1);
+        p.add_holder(holder(1, true, 1, 10));
+        assert_eq!(p.keep_priority(), 2);
     }
 
     #[test]

@@ -307,8 +307,14 @@ mod tests {
         let r = |s, site, p| classify(s, &fault(site, Decision::Reuse, p));
         let a = Semantics::AnonExclusive;
         let b = Semantics::Refcount;
-        assert_eq!(r(a, Site::Wp, anon(1025, 1, Some(true))), Reason::AnonExclusive);
-        assert_eq!(r(a, Site::Wp, anon(1, 1, Some(false))), Reason::SoleReference);
+        assert_eq!(
+            r(a, Site::Wp, anon(1025, 1, Some(true))),
+            Reason::AnonExclusive
+        );
+        assert_eq!(
+            r(a, Site::Wp, anon(1, 1, Some(false))),
+            Reason::SoleReference
+        );
         assert_eq!(r(b, Site::Wp, anon(1, 1, None)), Reason::SoleReference);
         assert_eq!(r(b, Site::Swap, anon(2, 1, None)), Reason::SoleMapping);
         assert_eq!(r(b, Site::Hugetlb, anon(9, 1, None)), Reason::SoleMapping);

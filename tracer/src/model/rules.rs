@@ -69,7 +69,11 @@ fn copied(f: &FaultFacts<'_>) -> String {
     }
 }
 
-pub(crate) fn pin_then_cow(f: &FaultFacts<'_>, h: &HolderRec, anon_exclusive_kernel: bool) -> String {
+pub(crate) fn pin_then_cow(
+    f: &FaultFacts<'_>,
+    h: &HolderRec,
+    anon_exclusive_kernel: bool,
+) -> String {
     let verdict = if anon_exclusive_kernel {
         "This kernel has PageAnonExclusive semantics (5.19+), under which a pinned \
          anonymous page is never copied away from its pin: this indicates a kernel bug."
@@ -136,7 +140,9 @@ pub(crate) enum Unprotected {
 
 pub(crate) fn unprotected_ro_pin(task: &Task, g: &Gup, address: u64, why: &Unprotected) -> String {
     let why = match why {
-        Unprotected::NotExclusive => "PageAnonExclusive is clear and no unshare happened".to_string(),
+        Unprotected::NotExclusive => {
+            "PageAnonExclusive is clear and no unshare happened".to_string()
+        }
         Unprotected::Mapped(n) => format!("it is mapped {n} times, shared with another mm"),
         Unprotected::ForkProtected { fork_ns } => format!(
             "a fork at {} write-protected it and no write since was seen",
@@ -154,7 +160,12 @@ pub(crate) fn unprotected_ro_pin(task: &Task, g: &Gup, address: u64, why: &Unpro
     )
 }
 
-pub(crate) fn fork_with_pins(task: &Task, child: Option<u32>, address: u64, h: Option<&HolderRec>) -> String {
+pub(crate) fn fork_with_pins(
+    task: &Task,
+    child: Option<u32>,
+    address: u64,
+    h: Option<&HolderRec>,
+) -> String {
     let child = child.map_or_else(|| "a child".to_string(), |c| format!("child pid {c}"));
     let holder = h.map_or_else(String::new, |h| {
         format!(" (pinned by {}, {})", who(h.pid, &h.comm), grab_kind(h))

@@ -8,7 +8,12 @@ pub const BASE: u64 = 0x7f00_0000_0000;
 
 pub fn caps(anon_exclusive: bool) -> KernelCaps {
     KernelCaps {
-        release: if anon_exclusive { "6.1.0-test" } else { "5.10.0-test" }.into(),
+        release: if anon_exclusive {
+            "6.1.0-test"
+        } else {
+            "5.10.0-test"
+        }
+        .into(),
         anon_exclusive,
         page_size: PAGE,
     }
@@ -66,7 +71,14 @@ pub fn fault(
 }
 
 pub fn write_copy(address: u64, pfn: u64, new_pfn: u64, page: PageState) -> Body {
-    fault(FaultKind::Write, address, pfn, Some(new_pfn), Decision::Copy, page)
+    fault(
+        FaultKind::Write,
+        address,
+        pfn,
+        Some(new_pfn),
+        Decision::Copy,
+        page,
+    )
 }
 
 pub fn write_reuse(address: u64, pfn: u64, page: PageState) -> Body {
@@ -74,10 +86,24 @@ pub fn write_reuse(address: u64, pfn: u64, page: PageState) -> Body {
 }
 
 pub fn unshare_copy(address: u64, pfn: u64, new_pfn: u64, page: PageState) -> Body {
-    fault(FaultKind::Unshare, address, pfn, Some(new_pfn), Decision::Copy, page)
+    fault(
+        FaultKind::Unshare,
+        address,
+        pfn,
+        Some(new_pfn),
+        Decision::Copy,
+        page,
+    )
 }
 
-pub fn gup(address: u64, pfn: u64, pin: bool, write: bool, page: PageState, stack: Option<u32>) -> Body {
+pub fn gup(
+    address: u64,
+    pfn: u64,
+    pin: bool,
+    write: bool,
+    page: PageState,
+    stack: Option<u32>,
+) -> Body {
     Body::Gup(Gup {
         path: GupPath::Slow,
         address,

@@ -223,7 +223,10 @@ fn gup<'a>(g: &Gup, stacks: &'a HashMap<u32, Vec<String>>) -> GupOut<'a> {
         anon: g.page.anon,
         anon_exclusive: g.page.anon_exclusive,
         // An id whose definition was lost (damaged block) prints as no stack.
-        stack: g.stack.and_then(|id| stacks.get(&id)).map_or(&[], Vec::as_slice),
+        stack: g
+            .stack
+            .and_then(|id| stacks.get(&id))
+            .map_or(&[], Vec::as_slice),
     }
 }
 
@@ -236,7 +239,12 @@ struct UnpinOut {
 }
 
 fn unpin(u: &Unpin) -> UnpinOut {
-    UnpinOut { pfn: u.pfn, refs: u.refs, pin: u.pin, refcount_before: u.refcount_before }
+    UnpinOut {
+        pfn: u.pfn,
+        refs: u.refs,
+        pin: u.pin,
+        refcount_before: u.refcount_before,
+    }
 }
 
 #[derive(Serialize)]
@@ -283,7 +291,11 @@ struct ForkOut {
 }
 
 fn fork(f: &TaskFork) -> ForkOut {
-    ForkOut { child_pid: f.child_pid, child_tid: f.child_tid, child_mm: f.child_mm }
+    ForkOut {
+        child_pid: f.child_pid,
+        child_tid: f.child_tid,
+        child_mm: f.child_mm,
+    }
 }
 
 #[derive(Serialize)]
@@ -312,7 +324,11 @@ mod tests {
         Event {
             time_ns: 1000,
             cpu: 2,
-            task: Task { pid: 41, tid: 42, comm: Comm::new("app") },
+            task: Task {
+                pid: 41,
+                tid: 42,
+                comm: Comm::new("app"),
+            },
             mm: 7,
             body,
         }
@@ -382,13 +398,19 @@ mod tests {
             longterm: true,
             force: false,
             failed: false,
-            page: PageState { anon_exclusive: None, ..page() },
+            page: PageState {
+                anon_exclusive: None,
+                ..page()
+            },
             stack: Some(9),
         };
         let want_prefix = r#","path":"fast","address":"0x1000","pfn":77,"refs":2,"pin":true,"write":false,"longterm":true,"force":false,"failed":false,"refcount":3,"mapcount":1,"anon":true,"anon_exclusive":null,"stack":"#;
         assert_eq!(
             line(&mut x, &ev(Body::Gup(g.clone()))).unwrap(),
-            golden("gup", &format!(r#"{want_prefix}["pin_user_pages+0x10","io_\"sqe\"+0x4"]"#))
+            golden(
+                "gup",
+                &format!(r#"{want_prefix}["pin_user_pages+0x10","io_\"sqe\"+0x4"]"#)
+            )
         );
         g.stack = None;
         assert_eq!(
@@ -404,10 +426,18 @@ mod tests {
 
     #[test]
     fn unpin_line() {
-        let e = ev(Body::Unpin(Unpin { pfn: 4660, refs: 1, pin: true, refcount_before: 1026 }));
+        let e = ev(Body::Unpin(Unpin {
+            pfn: 4660,
+            refs: 1,
+            pin: true,
+            refcount_before: 1026,
+        }));
         assert_eq!(
             line(&mut JsonlExporter::new(), &e).unwrap(),
-            golden("unpin", r#","pfn":4660,"refs":1,"pin":true,"refcount_before":1026"#)
+            golden(
+                "unpin",
+                r#","pfn":4660,"refs":1,"pin":true,"refcount_before":1026"#
+            )
         );
     }
 
@@ -439,13 +469,20 @@ mod tests {
         }));
         assert_eq!(
             line(&mut JsonlExporter::new(), &e).unwrap(),
-            golden("fork_copy", r#","child_pid":43,"child_mm":8,"address":"0x5000","new_pfn":99"#)
+            golden(
+                "fork_copy",
+                r#","child_pid":43,"child_mm":8,"address":"0x5000","new_pfn":99"#
+            )
         );
     }
 
     #[test]
     fn fork_line() {
-        let e = ev(Body::TaskFork(TaskFork { child_pid: 43, child_tid: 43, child_mm: 8 }));
+        let e = ev(Body::TaskFork(TaskFork {
+            child_pid: 43,
+            child_tid: 43,
+            child_mm: 8,
+        }));
         assert_eq!(
             line(&mut JsonlExporter::new(), &e).unwrap(),
             golden("fork", r#","child_pid":43,"child_tid":43,"child_mm":8"#)
@@ -454,15 +491,26 @@ mod tests {
 
     #[test]
     fn exit_line() {
-        assert_eq!(line(&mut JsonlExporter::new(), &ev(Body::TaskExit)).unwrap(), golden("exit", ""));
+        assert_eq!(
+            line(&mut JsonlExporter::new(), &ev(Body::TaskExit)).unwrap(),
+            golden("exit", "")
+        );
     }
 
     #[test]
     fn lost_line_counts_drops_and_errors() {
-        let e = ev(Body::Lost(Lost { hook: "gup_fast".into(), cpu: 2, dropped: 5, errors: 3 }));
+        let e = ev(Body::Lost(Lost {
+            hook: "gup_fast".into(),
+            cpu: 2,
+            dropped: 5,
+            errors: 3,
+        }));
         assert_eq!(
             line(&mut JsonlExporter::new(), &e).unwrap(),
-            golden("lost", r#","hook":"gup_fast","count":8,"dropped":5,"errors":3"#)
+            golden(
+                "lost",
+                r#","hook":"gup_fast","count":8,"dropped":5,"errors":3"#
+            )
         );
     }
 

@@ -67,9 +67,9 @@ pub fn render(r: &Report) -> String {
     use Align::{Left as L, Right as R};
     let mut out = String::new();
     let sem = if r.kernel.anon_exclusive {
-        "PageAnonExclusive semantics (5.19+)"
+        "PageAnonExclusive semantics, 5.19+"
     } else {
-        "refcount semantics (before 5.19)"
+        "refcount semantics, before 5.19"
     };
     let _ = writeln!(
         out,
@@ -89,7 +89,11 @@ pub fn render(r: &Report) -> String {
     let mut alerts: Vec<_> = r.alerts.iter().collect();
     alerts.sort_by_key(|a| (a.severity, a.time_ns));
     let suppressed: u64 = r.alerts.iter().map(|a| a.suppressed).sum();
-    let _ = writeln!(out, "\nALERTS ({}, {suppressed} repeats suppressed)", alerts.len());
+    let _ = writeln!(
+        out,
+        "\nALERTS ({}, {suppressed} repeats suppressed)",
+        alerts.len()
+    );
     if alerts.is_empty() {
         out.push_str("  none\n");
     }
@@ -134,7 +138,12 @@ pub fn render(r: &Report) -> String {
         out.push('\n');
         table(
             &mut out,
-            &[("RULE", L), ("EMITTED", R), ("SUPPRESSED", R), ("ALLOWED", R)],
+            &[
+                ("RULE", L),
+                ("EMITTED", R),
+                ("SUPPRESSED", R),
+                ("ALLOWED", R),
+            ],
             &rules,
         );
     }
@@ -152,7 +161,11 @@ pub fn render(r: &Report) -> String {
                 .join(" ");
             vec![
                 p.pid.to_string(),
-                format!("{}{}", p.comm.escaped(), if p.exited { " (exited)" } else { "" }),
+                format!(
+                    "{}{}",
+                    p.comm.escaped(),
+                    if p.exited { " (exited)" } else { "" }
+                ),
                 p.cow_copies.to_string(),
                 p.cow_reuses.to_string(),
                 p.unshare_copies.to_string(),
@@ -272,6 +285,89 @@ pub fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::testkit::*;
+    use crate::model::{Config, Engine, Event};
+
+    /// 5.10: pin then write in "app"; a fork-COW storm in a process with a
+    /// hostile name; one lost record.
+    fn sample() -> Report {
+        let app = task(100, "app");
+        let evil = task(200, "x\x1b[2J\nFAKE");
+        let mut evs: Vec<Event> = vec![
+            ev(
+                1,
+                app,
+                1,
+                stack_def(3, &["try_grab_page+0x1c", "__get_user_pages+0x1a0"]),
+            ),
+            ev(
+                2,
+                app,
+                1,
+                gup(BASE, 0x10, true, false, anon(1026, 2, None), Some(3)),
+            ),
+            ev(3, app, 1, write_copy(BASE, 0x10, 0x11, anon(1026, 2, None))),
+            ev(4, app, 1, lost(7)),
+        ];
+        for i in 0..5u64 {
+            evs.push(ev(
+                10 + i,
+                evil,
+                2,
+                write_copy(BASE + i * PAGE, 0x100 + i, 0x200 + i, anon(2, 2, None)),
+            ));
+        }
+        let mut e = Engine::new(Config::default(), caps(false));
+        let mut out = Vec::new();
+        for x in &evs {
+            e.feed(x, &mut out);
+        }
+        e.report()
+    }
+
+    #[test]
+    fn alerts_come_first_then_tables_then_status() {
+        let text = render(&sample());
+        let pos = |needle: &str| text.find(needle).unwrap_or(usize::MAX);
+        assert!(pos("INCOMPLETE: 7 records lost") < pos("ALERTS"));
+        assert!(pos("CRITICAL pin-then-cow") < pos("PROCESSES"), "{text}");
+        assert!(
+            pos("WARNING  unprotected-ro-pin") < pos("PROCESSES"),
+            "{text}"
+        );
+        assert!(pos("holder: pid 100 (app) FOLL_PIN") < pos("PROCESSES"));
+        assert!(pos("#0  try_grab_page+0x1c") < pos("PROCESSES"));
+        assert!(pos("PROCESSES (2)") < pos("HOT MAPPINGS"));
+        assert!(pos("HOT MAPPINGS") < pos("DECISION REASONS"));
+        assert!(pos("extra_references") > pos("DECISION REASONS"));
+        let last = text.lines().last().unwrap_or_default();
+        assert!(last.starts_with("INCOMPLETE: 9 events"), "{last}");
+        // The hostile name is escaped everywhere and forges no line.
+        assert!(!text.contains('\x1b'));
+        assert!(text.contains("x\\x1b[2J\\x0aFAKE"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("FAKE")));
+    }
+
+    #[test]
+    fn process_table_is_sorted_and_aligned() {
+        let text = render(&sample());
+        let rows: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("PROCESSES"))
+            .skip(1)
+            .take(3)
+            .collect();
+        assert!(rows[0].trim_start().starts_with("PID"));
+        assert!(
+            rows[1].trim_start().starts_with("200"),
+            "most copies first: {rows:?}"
+        );
+        assert!(rows[2].trim_start().starts_with("100"));
+        // Right-aligned numeric column: COPIES ends at the same column.
+        let end = |l: &str, h: &str| l.find(h).map(|i| i + h.len());
+        let col = end(rows[0], "COPIES");
+        assert_eq!(col, end(rows[1], " 5"), "{rows:?}");
+    }
 
     #[test]
     fn bytes_pick_a_binary_unit() {
@@ -286,7 +382,10 @@ mod tests {
         table(
             &mut s,
             &[("A", Align::Right), ("NAME", Align::Left)],
-            &[vec!["1".into(), "x".into()], vec!["100".into(), "longer".into()]],
+            &[
+                vec!["1".into(), "x".into()],
+                vec!["100".into(), "longer".into()],
+            ],
         );
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines[0], "    A  NAME");

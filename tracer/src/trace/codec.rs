@@ -204,7 +204,10 @@ fn encode_body(st: &mut DeltaState, body: &Body, p: &mut Vec<u8>) -> u64 {
             kind::FORK_VMA
         }
         Body::ForkCopy(f) => {
-            put_u(p, u64::from(f.child_pid.is_some()) | u64::from(f.new_pfn.is_some()) << 1);
+            put_u(
+                p,
+                u64::from(f.child_pid.is_some()) | u64::from(f.new_pfn.is_some()) << 1,
+            );
             put_u(p, f.child_mm);
             if let Some(pid) = f.child_pid {
                 put_u(p, pid.into());
@@ -260,7 +263,13 @@ pub fn decode_record(st: &mut DeltaState, c: &mut Cursor<'_>) -> Result<Decoded,
     let mut p = Cursor::new(payload);
     let (time_ns, cpu, task, mm) = decode_common(st, &mut p)?;
     let body = decode_body(st, kind, &mut p)?;
-    Ok(Decoded::Event(Event { time_ns, cpu, task, mm, body }))
+    Ok(Decoded::Event(Event {
+        time_ns,
+        cpu,
+        task,
+        mm,
+        body,
+    }))
 }
 
 fn decode_common(
@@ -269,20 +278,25 @@ fn decode_common(
 ) -> Result<(u64, u32, Task, u64), DecodeError> {
     let bits = p.u()?;
     st.time = apply_delta(st.time, p.i()?);
+    // A bad value here would leave the state wrong for the following
+    // records: not local to this one.
+    let state = |r: Result<u32, DecodeError>, field| match r {
+        Err(DecodeError::BadValue(_)) => Err(DecodeError::BadState(field)),
+        other => other,
+    };
     if bits & changed::CPU != 0 {
-        st.cpu = p.u32("cpu")?;
+        st.cpu = state(p.u32("cpu"), "cpu")?;
     }
     if bits & changed::PID != 0 {
-        st.pid = p.u32("pid")?;
+        st.pid = state(p.u32("pid"), "pid")?;
     }
     if bits & changed::TID != 0 {
-        st.tid = p.u32("tid")?;
+        st.tid = state(p.u32("tid"), "tid")?;
     }
     if bits & changed::COMM != 0 {
         let b = p.len_bytes()?;
         if b.len() > 16 {
-            // The state would be wrong for the following records.
-            return Err(DecodeError::UnexpectedEnd);
+            return Err(DecodeError::BadState("comm"));
         }
         let mut comm = [0u8; 16];
         comm[..b.len()].copy_from_slice(b);
@@ -291,7 +305,11 @@ fn decode_common(
     if bits & changed::MM != 0 {
         st.mm = p.u()?;
     }
-    let task = Task { pid: st.pid, tid: st.tid, comm: st.comm };
+    let task = Task {
+        pid: st.pid,
+        tid: st.tid,
+        comm: st.comm,
+    };
     Ok((st.time, st.cpu, task, st.mm))
 }
 
@@ -362,7 +380,11 @@ fn decode_body(st: &mut DeltaState, kind: u64, p: &mut Cursor<'_>) -> Result<Bod
             };
             Body::CowFault(CowFault {
                 site,
-                fault: if bits & (1 << 2) != 0 { FaultKind::Unshare } else { FaultKind::Write },
+                fault: if bits & (1 << 2) != 0 {
+                    FaultKind::Unshare
+                } else {
+                    FaultKind::Write
+                },
                 address,
                 pfn,
                 new_pfn,
@@ -379,9 +401,17 @@ fn decode_body(st: &mut DeltaState, kind: u64, p: &mut Cursor<'_>) -> Result<Bod
             let refs = p.u32("refs");
             let refcount = p.i32("refcount");
             let mapcount = p.i32("mapcount");
-            let stack = if bits & (1 << 6) != 0 { Some(p.u32("stack")?) } else { None };
+            let stack = if bits & (1 << 6) != 0 {
+                Some(p.u32("stack")?)
+            } else {
+                None
+            };
             Body::Gup(Gup {
-                path: if bits & 1 != 0 { GupPath::Fast } else { GupPath::Slow },
+                path: if bits & 1 != 0 {
+                    GupPath::Fast
+                } else {
+                    GupPath::Slow
+                },
                 address,
                 pfn,
                 refs: refs?,
@@ -407,8 +437,13 @@ fn decode_body(st: &mut DeltaState, kind: u64, p: &mut Cursor<'_>) -> Result<Bod
         kind::FORK_VMA => {
             let bits = p.u()?;
             let child_mm = p.u()?;
-            let child_pid = if bits & 1 != 0 { Some(p.u32("child_pid")?) } else { None };
+            let child_pid = if bits & 1 != 0 {
+                Some(p.u32("child_pid"))
+            } else {
+                None
+            };
             let start = read_addr(st, p)?;
+            let child_pid = child_pid.transpose()?;
             let len = p.u()?;
             let vm_flags = p.u()?;
             Body::ForkVma(ForkVma {
@@ -422,10 +457,20 @@ fn decode_body(st: &mut DeltaState, kind: u64, p: &mut Cursor<'_>) -> Result<Bod
         kind::FORK_COPY => {
             let bits = p.u()?;
             let child_mm = p.u()?;
-            let child_pid = if bits & 1 != 0 { Some(p.u32("child_pid")?) } else { None };
+            let child_pid = if bits & 1 != 0 {
+                Some(p.u32("child_pid"))
+            } else {
+                None
+            };
             let address = read_addr(st, p)?;
             let new_pfn = read_new_pfn(st, p, bits & 2 != 0)?;
-            Body::ForkCopy(ForkCopy { child_mm, child_pid, address, new_pfn })
+            let child_pid = child_pid.transpose()?;
+            Body::ForkCopy(ForkCopy {
+                child_mm,
+                child_pid,
+                address,
+                new_pfn,
+            })
         }
         kind::TASK_FORK => Body::TaskFork(TaskFork {
             child_pid: p.u32("child_pid")?,
@@ -471,7 +516,11 @@ mod tests {
         Event {
             time_ns,
             cpu: 3,
-            task: Task { pid: 100, tid: 101, comm: Comm::new("walker") },
+            task: Task {
+                pid: 100,
+                tid: 101,
+                comm: Comm::new("walker"),
+            },
             mm: 7,
             body,
         }
@@ -521,7 +570,14 @@ mod tests {
 
     #[test]
     fn appended_fields_are_ignored() {
-        let e = ev(11, Body::TaskFork(TaskFork { child_pid: 5, child_tid: 5, child_mm: 9 }));
+        let e = ev(
+            11,
+            Body::TaskFork(TaskFork {
+                child_pid: 5,
+                child_tid: 5,
+                child_mm: 9,
+            }),
+        );
         let mut st = DeltaState::default();
         let mut rec = Vec::new();
         encode_event(&mut st, &e, &mut rec);
@@ -556,7 +612,13 @@ mod tests {
             page: PageState::default(),
         };
         let a = ev(1, Body::CowFault(cow.clone()));
-        let b = ev(2, Body::CowFault(CowFault { address: 0x7000_0000_2000, ..cow }));
+        let b = ev(
+            2,
+            Body::CowFault(CowFault {
+                address: 0x7000_0000_2000,
+                ..cow
+            }),
+        );
         let mut st = DeltaState::default();
         let mut buf = Vec::new();
         encode_event(&mut st, &a, &mut buf);
@@ -591,6 +653,61 @@ mod tests {
         put_bytes(&mut buf, &p);
         let err = decode_record(&mut DeltaState::default(), &mut Cursor::new(&buf)).unwrap_err();
         assert!(!err.is_record_local());
+    }
+
+    #[test]
+    fn out_of_range_delta_state_fields_are_fatal_for_the_block() {
+        let mut p = Vec::new();
+        put_u(&mut p, changed::PID);
+        put_i(&mut p, 0);
+        put_u(&mut p, u64::from(u32::MAX) + 1);
+        let mut buf = Vec::new();
+        put_u(&mut buf, kind::TASK_EXIT);
+        put_bytes(&mut buf, &p);
+        let err = decode_record(&mut DeltaState::default(), &mut Cursor::new(&buf)).unwrap_err();
+        assert_eq!(err, DecodeError::BadState("pid"));
+        assert!(!err.is_record_local());
+    }
+
+    #[test]
+    fn a_bad_child_pid_still_advances_the_address_state() {
+        let fc = |address| {
+            ev(
+                1,
+                Body::ForkCopy(ForkCopy {
+                    child_mm: 1,
+                    child_pid: Some(9),
+                    address,
+                    new_pfn: Some(5),
+                }),
+            )
+        };
+        let (a, b) = (fc(0x1000), fc(0x3000));
+        let mut st = DeltaState::default();
+        let mut buf = Vec::new();
+        encode_event(&mut st, &a, &mut buf);
+        let first = buf.len();
+        encode_event(&mut st, &b, &mut buf);
+        // Re-encode the first record with a child pid wider than 32 bits.
+        let mut p = Vec::new();
+        let mut st2 = DeltaState::default();
+        encode_common(&mut st2, &a, &mut p);
+        put_u(&mut p, 1 | 2);
+        put_u(&mut p, 1);
+        put_u(&mut p, 1 << 40);
+        put_i(&mut p, 0x1000);
+        put_i(&mut p, 5);
+        let mut bad = Vec::new();
+        put_u(&mut bad, kind::FORK_COPY);
+        put_bytes(&mut bad, &p);
+        bad.extend_from_slice(&buf[first..]);
+        let mut st = DeltaState::default();
+        let mut c = Cursor::new(&bad);
+        assert_eq!(
+            decode_record(&mut st, &mut c),
+            Err(DecodeError::BadValue("child_pid"))
+        );
+        assert_eq!(decode_record(&mut st, &mut c), Ok(Decoded::Event(b)));
     }
 
     #[test]

@@ -23,7 +23,13 @@ pub enum TraceError {
          ({supported}.x); use a newer cowtrace",
         file.display()
     )]
-    UnsupportedVersion { file: PathBuf, offset: u64, major: u16, minor: u16, supported: u16 },
+    UnsupportedVersion {
+        file: PathBuf,
+        offset: u64,
+        major: u16,
+        minor: u16,
+        supported: u16,
+    },
     #[error("{}: byte {at_byte}: the file ends inside its header", file.display())]
     TruncatedHeader { file: PathBuf, at_byte: u64 },
     #[error("{}: byte {offset}: header checksum mismatch (the file is damaged)", file.display())]
@@ -32,30 +38,60 @@ pub enum TraceError {
         "{}: byte {offset}: header claims {len} bytes of metadata (limit {limit})",
         file.display()
     )]
-    HeaderTooLarge { file: PathBuf, offset: u64, len: u64, limit: u64 },
+    HeaderTooLarge {
+        file: PathBuf,
+        offset: u64,
+        len: u64,
+        limit: u64,
+    },
     #[error("{}: byte {offset}: trace metadata is not valid: {source}", file.display())]
-    BadMeta { file: PathBuf, offset: u64, source: serde_json::Error },
+    BadMeta {
+        file: PathBuf,
+        offset: u64,
+        source: serde_json::Error,
+    },
     #[error(
         "{}: recorded on {found}, but {} was recorded on {expected}: \
          refusing to merge traces of different hosts or kernels",
         file.display(), first.display()
     )]
-    Mismatch { file: PathBuf, first: PathBuf, found: String, expected: String },
+    Mismatch {
+        file: PathBuf,
+        first: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error(
         "{}: is the same file as {} (recording {recording_id:016x}, part {sequence})",
         file.display(), other.display()
     )]
-    DuplicateFile { file: PathBuf, other: PathBuf, recording_id: u64, sequence: u32 },
+    DuplicateFile {
+        file: PathBuf,
+        other: PathBuf,
+        recording_id: u64,
+        sequence: u32,
+    },
     #[error("{}: byte {offset}: read failed: {source}", file.display())]
-    Read { file: PathBuf, offset: u64, source: io::Error },
+    Read {
+        file: PathBuf,
+        offset: u64,
+        source: io::Error,
+    },
     #[error("{}: cannot create: {source}", file.display())]
     Create { file: PathBuf, source: io::Error },
     #[error("{}: byte {offset}: write failed: {source}", file.display())]
-    Write { file: PathBuf, offset: u64, source: io::Error },
+    Write {
+        file: PathBuf,
+        offset: u64,
+        source: io::Error,
+    },
     #[error("{}: cannot remove the rotated-out file: {source}", file.display())]
     Remove { file: PathBuf, source: io::Error },
     #[error("{}: cannot encode the trace metadata: {source}", file.display())]
-    EncodeMeta { file: PathBuf, source: serde_json::Error },
+    EncodeMeta {
+        file: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{}: trace metadata is {len} bytes (limit {limit})", file.display())]
     MetaTooLarge { file: PathBuf, len: u64, limit: u64 },
     #[error("{}: zstd failed: {source}", file.display())]
@@ -86,7 +122,10 @@ impl fmt::Display for BlockDamage {
                 write!(f, "decompressed to {actual} bytes, header says {declared}")
             }
             BlockDamage::Framing { record } => {
-                write!(f, "record {record} is malformed; the rest of the block is dropped")
+                write!(
+                    f,
+                    "record {record} is malformed; the rest of the block is dropped"
+                )
             }
         }
     }
@@ -99,35 +138,71 @@ pub enum TraceWarning {
         "{}: byte {offset}: damaged frame header; skipped {skipped} bytes to the next block",
         file.display()
     )]
-    CorruptFrame { file: PathBuf, offset: u64, skipped: u64 },
+    CorruptFrame {
+        file: PathBuf,
+        offset: u64,
+        skipped: u64,
+    },
     #[error(
         "{}: byte {offset}: frame claims {len} bytes (limit {limit}); skipped {skipped} bytes \
          to the next block",
         file.display()
     )]
-    FrameTooLarge { file: PathBuf, offset: u64, len: u64, limit: u64, skipped: u64 },
+    FrameTooLarge {
+        file: PathBuf,
+        offset: u64,
+        len: u64,
+        limit: u64,
+        skipped: u64,
+    },
     #[error("{}: byte {offset}: block checksum mismatch; block skipped", file.display())]
     BlockChecksum { file: PathBuf, offset: u64 },
     #[error("{}: byte {offset}: block damaged: {damage}", file.display())]
-    BadBlock { file: PathBuf, offset: u64, damage: BlockDamage },
+    BadBlock {
+        file: PathBuf,
+        offset: u64,
+        damage: BlockDamage,
+    },
     #[error("{}: byte {offset}: record {record} of this block skipped: {reason}", file.display())]
-    BadRecord { file: PathBuf, offset: u64, record: u64, reason: super::varint::DecodeError },
+    BadRecord {
+        file: PathBuf,
+        offset: u64,
+        record: u64,
+        reason: super::varint::DecodeError,
+    },
     #[error("{}: byte {offset}: unknown frame kind {kind:#04x} skipped", file.display())]
-    UnknownFrame { file: PathBuf, offset: u64, kind: u8 },
+    UnknownFrame {
+        file: PathBuf,
+        offset: u64,
+        kind: u8,
+    },
     #[error("{}: byte {offset}: damaged footer ignored", file.display())]
     BadFooter { file: PathBuf, offset: u64 },
     #[error(
         "{}: byte {offset}: footer lists {expected} blocks, {found} were found",
         file.display()
     )]
-    IndexMismatch { file: PathBuf, offset: u64, expected: u64, found: u64 },
+    IndexMismatch {
+        file: PathBuf,
+        offset: u64,
+        expected: u64,
+        found: u64,
+    },
     #[error("{}: byte {offset}: {len} bytes after the footer ignored", file.display())]
-    TrailingData { file: PathBuf, offset: u64, len: u64 },
+    TrailingData {
+        file: PathBuf,
+        offset: u64,
+        len: u64,
+    },
     #[error(
         "{}: recording {found:016x} differs from {expected:016x} of the first file",
         file.display()
     )]
-    OtherRecording { file: PathBuf, found: u64, expected: u64 },
+    OtherRecording {
+        file: PathBuf,
+        found: u64,
+        expected: u64,
+    },
 }
 
 /// A file that ends without its footer: the writer was killed, the machine

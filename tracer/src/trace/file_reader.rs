@@ -8,11 +8,11 @@ use std::{io::Read, path::PathBuf};
 
 use super::{
     TraceMeta,
-    codec::{DeltaState, Decoded, decode_record},
+    codec::{Decoded, DeltaState, decode_record},
     error::{BlockDamage, MAX_WARNINGS, SkipCounts, TraceError, TraceWarning, Truncated},
     format::{
-        BadFrame, FILE_HEADER_LEN, FORMAT_MAJOR, FRAME_HEADER_LEN, FileHeader, Footer,
-        FrameHeader, KIND_BLOCK, KIND_FOOTER, MAGIC, MAX_FRAME_PAYLOAD, MAX_META_LEN, TAG_PREFIX,
+        BadFrame, FILE_HEADER_LEN, FORMAT_MAJOR, FRAME_HEADER_LEN, FileHeader, Footer, FrameHeader,
+        KIND_BLOCK, KIND_FOOTER, MAGIC, MAX_FRAME_PAYLOAD, MAX_META_LEN, TAG_PREFIX,
     },
     input::Input,
     varint::Cursor,
@@ -55,15 +55,23 @@ impl<R: Read> FileReader<R> {
     /// Reads and checks the header.
     pub fn open(path: PathBuf, r: R) -> Result<Self, TraceError> {
         let mut input = Input::new(r);
-        let b = input.fill(FILE_HEADER_LEN).map_err(|e| read_error(&path, 0, e))?;
+        let b = input
+            .fill(FILE_HEADER_LEN)
+            .map_err(|e| read_error(&path, 0, e))?;
         if b.is_empty() {
             return Err(TraceError::Empty { file: path });
         }
         let m = b.len().min(MAGIC.len());
         if b[..m] != MAGIC[..m] {
-            return Err(TraceError::BadMagic { file: path, offset: 0 });
+            return Err(TraceError::BadMagic {
+                file: path,
+                offset: 0,
+            });
         }
-        let truncated = |path: PathBuf, at_byte| TraceError::TruncatedHeader { file: path, at_byte };
+        let truncated = |path: PathBuf, at_byte| TraceError::TruncatedHeader {
+            file: path,
+            at_byte,
+        };
         if b.len() < 12 {
             return Err(truncated(path, b.len() as u64));
         }
@@ -85,7 +93,10 @@ impl<R: Read> FileReader<R> {
         let mut fixed = [0u8; FILE_HEADER_LEN];
         fixed.copy_from_slice(b);
         let Some(header) = FileHeader::decode(&fixed) else {
-            return Err(TraceError::HeaderChecksum { file: path, offset: 32 });
+            return Err(TraceError::HeaderChecksum {
+                file: path,
+                offset: 32,
+            });
         };
         if header.meta_len > MAX_META_LEN {
             return Err(TraceError::HeaderTooLarge {
@@ -104,11 +115,17 @@ impl<R: Read> FileReader<R> {
         let mut crc = [0u8; 4];
         crc.copy_from_slice(&b[total - 4..]);
         if crc32c::crc32c(json) != u32::from_le_bytes(crc) {
-            return Err(TraceError::HeaderChecksum { file: path, offset: (total - 4) as u64 });
+            return Err(TraceError::HeaderChecksum {
+                file: path,
+                offset: (total - 4) as u64,
+            });
         }
-        let meta: TraceMeta = serde_json::from_slice(json).map_err(|source| {
-            TraceError::BadMeta { file: path.clone(), offset: FILE_HEADER_LEN as u64, source }
-        })?;
+        let meta: TraceMeta =
+            serde_json::from_slice(json).map_err(|source| TraceError::BadMeta {
+                file: path.clone(),
+                offset: FILE_HEADER_LEN as u64,
+                source,
+            })?;
         input.consume(total);
         Ok(FileReader {
             path,
@@ -124,7 +141,7 @@ impl<R: Read> FileReader<R> {
         })
     }
 
-    pub fn path(&self) -> &PathBuf {
+    pub fn path(&self) -> &std::path::Path {
         &self.path
     }
 
@@ -145,8 +162,10 @@ impl<R: Read> FileReader<R> {
                 return Ok(None);
             }
             let off = self.input.offset();
-            let avail =
-                self.input.fill(FRAME_HEADER_LEN).map_err(|e| read_error(&self.path, off, e))?;
+            let avail = self
+                .input
+                .fill(FRAME_HEADER_LEN)
+                .map_err(|e| read_error(&self.path, off, e))?;
             if avail.len() < FRAME_HEADER_LEN {
                 self.end_truncated()?;
                 return Ok(None);
@@ -160,7 +179,11 @@ impl<R: Read> FileReader<R> {
                     diag.counts.skipped_bytes += skipped;
                     let file = self.path.clone();
                     diag.warn(match bad {
-                        BadFrame::Corrupt => TraceWarning::CorruptFrame { file, offset: off, skipped },
+                        BadFrame::Corrupt => TraceWarning::CorruptFrame {
+                            file,
+                            offset: off,
+                            skipped,
+                        },
                         BadFrame::TooLarge(len) => TraceWarning::FrameTooLarge {
                             file,
                             offset: off,
@@ -173,7 +196,10 @@ impl<R: Read> FileReader<R> {
                 }
             };
             let total = FRAME_HEADER_LEN + h.stored_len as usize;
-            let avail = self.input.fill(total).map_err(|e| read_error(&self.path, off, e))?;
+            let avail = self
+                .input
+                .fill(total)
+                .map_err(|e| read_error(&self.path, off, e))?;
             if avail.len() < total {
                 self.end_truncated()?;
                 return Ok(None);
@@ -199,7 +225,10 @@ impl<R: Read> FileReader<R> {
                         events
                     } else {
                         diag.counts.damaged_blocks += 1;
-                        diag.warn(TraceWarning::BlockChecksum { file: self.path.clone(), offset: off });
+                        diag.warn(TraceWarning::BlockChecksum {
+                            file: self.path.clone(),
+                            offset: off,
+                        });
                         None
                     };
                     self.input.consume(total);
@@ -207,7 +236,11 @@ impl<R: Read> FileReader<R> {
                     return Ok(Some(events.unwrap_or_default()));
                 }
                 KIND_FOOTER => {
-                    let footer = if crc_ok { Footer::decode(payload).ok() } else { None };
+                    let footer = if crc_ok {
+                        Footer::decode(payload).ok()
+                    } else {
+                        None
+                    };
                     self.input.consume(total);
                     self.frames_end = frame_end;
                     match footer {
@@ -242,7 +275,11 @@ impl<R: Read> FileReader<R> {
                     self.input.consume(total);
                     self.frames_end = frame_end;
                     diag.counts.unknown_frames += 1;
-                    diag.warn(TraceWarning::UnknownFrame { file: self.path.clone(), offset: off, kind });
+                    diag.warn(TraceWarning::UnknownFrame {
+                        file: self.path.clone(),
+                        offset: off,
+                        kind,
+                    });
                 }
             }
         }
@@ -268,9 +305,15 @@ impl<R: Read> FileReader<R> {
         self.input.consume(1);
         loop {
             let here = self.input.offset();
-            let avail = self.input.fill(WINDOW).map_err(|e| read_error(&self.path, here, e))?;
+            let avail = self
+                .input
+                .fill(WINDOW)
+                .map_err(|e| read_error(&self.path, here, e))?;
             let at_end = avail.len() < WINDOW;
-            let Some(i) = avail.windows(TAG_PREFIX.len()).position(|w| w == TAG_PREFIX) else {
+            let Some(i) = avail
+                .windows(TAG_PREFIX.len())
+                .position(|w| w == TAG_PREFIX)
+            else {
                 // Keep a possible tag prefix straddling the window edge.
                 let keep = if at_end { 0 } else { TAG_PREFIX.len() - 1 };
                 let n = avail.len() - keep;
@@ -309,7 +352,11 @@ impl<R: Read> FileReader<R> {
 }
 
 fn read_error(file: &std::path::Path, offset: u64, source: std::io::Error) -> TraceError {
-    TraceError::Read { file: file.to_path_buf(), offset, source }
+    TraceError::Read {
+        file: file.to_path_buf(),
+        offset,
+        source,
+    }
 }
 
 /// Decompresses (bounded by the declared size, itself bounded by
@@ -319,13 +366,17 @@ fn decode_block(
     dz: &mut Option<zstd::bulk::Decompressor<'static>>,
     h: &FrameHeader,
     payload: &[u8],
-    file: &PathBuf,
+    file: &std::path::Path,
     offset: u64,
     diag: &mut Diagnostics,
 ) -> Option<Vec<Event>> {
     let damaged = |diag: &mut Diagnostics, damage| {
         diag.counts.damaged_blocks += 1;
-        diag.warn(TraceWarning::BadBlock { file: file.clone(), offset, damage });
+        diag.warn(TraceWarning::BadBlock {
+            file: file.to_path_buf(),
+            offset,
+            damage,
+        });
     };
     // The context is made once per file and reused; making it fails only
     // when zstd cannot allocate, which costs this block, not the process.
@@ -347,7 +398,13 @@ fn decode_block(
         }
     };
     if raw.len() != h.raw_len as usize {
-        damaged(diag, BlockDamage::RawLength { declared: h.raw_len, actual: raw.len() as u64 });
+        damaged(
+            diag,
+            BlockDamage::RawLength {
+                declared: h.raw_len,
+                actual: raw.len() as u64,
+            },
+        );
         return None;
     }
     // Each record takes at least 3 bytes: the count cannot make us
@@ -362,7 +419,12 @@ fn decode_block(
             Ok(Decoded::Unknown(_)) => diag.counts.unknown_records += 1,
             Err(reason) if reason.is_record_local() => {
                 diag.counts.bad_records += 1;
-                diag.warn(TraceWarning::BadRecord { file: file.clone(), offset, record, reason });
+                diag.warn(TraceWarning::BadRecord {
+                    file: file.to_path_buf(),
+                    offset,
+                    record,
+                    reason,
+                });
             }
             Err(_) => {
                 damaged(diag, BlockDamage::Framing { record });

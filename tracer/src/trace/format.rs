@@ -183,7 +183,8 @@ const INDEX_ENTRY_LEN: usize = 28;
 const FOOTER_FIXED_LEN: usize = 8 + 8 + 4 + 8 + 4;
 /// More blocks than this are counted but not indexed, so the footer stays
 /// within [`MAX_FRAME_PAYLOAD`].
-pub const MAX_INDEX_ENTRIES: usize = (MAX_FRAME_PAYLOAD as usize - FOOTER_FIXED_LEN) / INDEX_ENTRY_LEN;
+pub const MAX_INDEX_ENTRIES: usize =
+    (MAX_FRAME_PAYLOAD as usize - FOOTER_FIXED_LEN) / INDEX_ENTRY_LEN;
 
 /// The footer payload: totals, the block index, and a trailer that lets a
 /// reader find the footer from the end of the file.
@@ -199,8 +200,11 @@ pub struct Footer {
 
 impl Footer {
     pub fn encode(&self) -> Vec<u8> {
-        let index: &[IndexEntry] =
-            if self.index.len() > MAX_INDEX_ENTRIES { &[] } else { &self.index };
+        let index: &[IndexEntry] = if self.index.len() > MAX_INDEX_ENTRIES {
+            &[]
+        } else {
+            &self.index
+        };
         let mut b = Vec::with_capacity(FOOTER_FIXED_LEN + index.len() * INDEX_ENTRY_LEN);
         b.extend_from_slice(&self.blocks.to_le_bytes());
         b.extend_from_slice(&self.events.to_le_bytes());
@@ -293,8 +297,15 @@ mod tests {
         let mut flipped = b;
         flipped[13] ^= 1;
         assert_eq!(FrameHeader::decode(&flipped), Err(BadFrame::Corrupt));
-        let huge = FrameHeader { raw_len: u32::MAX, ..h }.encode();
-        assert_eq!(FrameHeader::decode(&huge), Err(BadFrame::TooLarge(u32::MAX)));
+        let huge = FrameHeader {
+            raw_len: u32::MAX,
+            ..h
+        }
+        .encode();
+        assert_eq!(
+            FrameHeader::decode(&huge),
+            Err(BadFrame::TooLarge(u32::MAX))
+        );
     }
 
     #[test]
@@ -303,8 +314,18 @@ mod tests {
             blocks: 2,
             events: 10,
             index: vec![
-                IndexEntry { offset: 100, min_time_ns: 1, max_time_ns: 2, events: 4 },
-                IndexEntry { offset: 200, min_time_ns: 3, max_time_ns: 4, events: 6 },
+                IndexEntry {
+                    offset: 100,
+                    min_time_ns: 1,
+                    max_time_ns: 2,
+                    events: 4,
+                },
+                IndexEntry {
+                    offset: 200,
+                    min_time_ns: 3,
+                    max_time_ns: 4,
+                    events: 6,
+                },
             ],
             footer_offset: 300,
         };

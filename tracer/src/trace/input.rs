@@ -16,7 +16,13 @@ pub struct Input<R> {
 
 impl<R: Read> Input<R> {
     pub fn new(r: R) -> Self {
-        Input { r, buf: Vec::new(), start: 0, offset: 0, eof: false }
+        Input {
+            r,
+            buf: Vec::new(),
+            start: 0,
+            offset: 0,
+            eof: false,
+        }
     }
 
     /// File offset of the next unconsumed byte.
@@ -33,7 +39,9 @@ impl<R: Read> Input<R> {
         }
         while self.buf.len() - self.start < n && !self.eof {
             let have = self.buf.len();
-            let want = (n - (have - self.start)).max(64 * 1024);
+            // Grow by what arrives, not by what a length field claims:
+            // a forged 16 MiB frame in a 1 KiB file costs 64 KiB.
+            let want = (n - (have - self.start)).clamp(64 * 1024, 1 << 20);
             self.buf.resize(have + want, 0);
             let got = loop {
                 match self.r.read(&mut self.buf[have..]) {

@@ -24,3 +24,18 @@ pub use reader::TraceReader;
 pub use rotate::{existing_parts, part_path};
 pub use varint::DecodeError;
 pub use writer::{MAX_BLOCK_BYTES, MAX_RECORD_BYTES, TraceWriter, WriteSummary, WriterOptions};
+
+#[cfg(test)]
+mod tests {
+    /// The async shell moves writers and readers into blocking tasks, and
+    /// the CLI wraps errors in `anyhow` (which needs `Send + Sync`).
+    #[test]
+    fn writer_and_reader_are_send_and_errors_are_sync() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send::<super::TraceWriter>();
+        send::<super::TraceReader>();
+        send_sync::<super::TraceError>();
+        send_sync::<super::TraceWarning>();
+    }
+}

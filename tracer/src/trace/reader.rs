@@ -42,12 +42,17 @@ impl TraceReader {
     pub fn open(paths: &[PathBuf]) -> Result<Self, TraceError> {
         let mut sources = Vec::with_capacity(paths.len());
         for p in paths {
-            let md = std::fs::metadata(p)
-                .map_err(|source| TraceError::Open { file: p.clone(), source })?;
+            let md = std::fs::metadata(p).map_err(|source| TraceError::Open {
+                file: p.clone(),
+                source,
+            })?;
             if md.is_dir() {
                 return Err(TraceError::IsDirectory { file: p.clone() });
             }
-            let f = File::open(p).map_err(|source| TraceError::Open { file: p.clone(), source })?;
+            let f = File::open(p).map_err(|source| TraceError::Open {
+                file: p.clone(),
+                source,
+            })?;
             sources.push((p.clone(), Box::new(f) as Source));
         }
         Self::from_sources(sources)
@@ -68,19 +73,28 @@ impl TraceReader {
             files.push(FileReader::open(path, r)?);
         }
         // Oldest recording first, then by rotation part.
-        files.sort_by_key(|f| (f.meta.clock.realtime_ns, f.header.recording_id, f.header.sequence));
+        files.sort_by_key(|f| {
+            (
+                f.meta.clock.realtime_ns,
+                f.header.recording_id,
+                f.header.sequence,
+            )
+        });
         let mut diag = Diagnostics::default();
         let first = &files[0];
         for (i, f) in files.iter().enumerate().skip(1) {
             let host = |f: &FileReader<Source>| {
-                format!("host {:?}, kernel {:?}", f.meta.hostname, f.meta.kernel.release)
+                format!(
+                    "host {:?}, kernel {:?}",
+                    f.meta.hostname, f.meta.kernel.release
+                )
             };
             if (&f.meta.hostname, &f.meta.kernel.release)
                 != (&first.meta.hostname, &first.meta.kernel.release)
             {
                 return Err(TraceError::Mismatch {
-                    file: f.path().clone(),
-                    first: first.path().clone(),
+                    file: f.path().to_path_buf(),
+                    first: first.path().to_path_buf(),
                     found: host(f),
                     expected: host(first),
                 });
@@ -90,15 +104,15 @@ impl TraceReader {
                 == (f.header.recording_id, f.header.sequence)
             {
                 return Err(TraceError::DuplicateFile {
-                    file: f.path().clone(),
-                    other: prev.path().clone(),
+                    file: f.path().to_path_buf(),
+                    other: prev.path().to_path_buf(),
                     recording_id: f.header.recording_id,
                     sequence: f.header.sequence,
                 });
             }
             if f.header.recording_id != first.header.recording_id {
                 diag.warn(TraceWarning::OtherRecording {
-                    file: f.path().clone(),
+                    file: f.path().to_path_buf(),
                     found: f.header.recording_id,
                     expected: first.header.recording_id,
                 });
@@ -108,7 +122,11 @@ impl TraceReader {
         Ok(TraceReader {
             streams: files
                 .into_iter()
-                .map(|file| Stream { file, pending: VecDeque::new(), done: false })
+                .map(|file| Stream {
+                    file,
+                    pending: VecDeque::new(),
+                    done: false,
+                })
                 .collect(),
             meta,
             diag,
@@ -137,10 +155,10 @@ impl TraceReader {
             }
             let mut best: Option<(usize, u64)> = None;
             for (i, s) in self.streams.iter().enumerate() {
-                if let Some(ev) = s.pending.front() {
-                    if best.is_none_or(|(_, t)| ev.time_ns < t) {
-                        best = Some((i, ev.time_ns));
-                    }
+                if let Some(ev) = s.pending.front()
+                    && best.is_none_or(|(_, t)| ev.time_ns < t)
+                {
+                    best = Some((i, ev.time_ns));
                 }
             }
             let (i, _) = best?;

@@ -59,11 +59,23 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(part_path(Path::new("/t/trace.cwt"), 0), Path::new("/t/trace.cwt"));
-        assert_eq!(part_path(Path::new("/t/trace.cwt"), 12), Path::new("/t/trace.cwt.12"));
+        assert_eq!(
+            part_path(Path::new("/t/trace.cwt"), 0),
+            Path::new("/t/trace.cwt")
+        );
+        assert_eq!(
+            part_path(Path::new("/t/trace.cwt"), 12),
+            Path::new("/t/trace.cwt.12")
+        );
         assert_eq!(part_number("trace.cwt", "trace.cwt"), Some(0));
         assert_eq!(part_number("trace.cwt", "trace.cwt.3"), Some(3));
-        for other in ["trace.cwt.", "trace.cwt.0", "trace.cwt.x", "trace.cwtx", "trace.cwt.1.2"] {
+        for other in [
+            "trace.cwt.",
+            "trace.cwt.0",
+            "trace.cwt.x",
+            "trace.cwtx",
+            "trace.cwt.1.2",
+        ] {
             assert_eq!(part_number("trace.cwt", other), None, "{other}");
         }
     }

@@ -18,6 +18,10 @@ pub enum DecodeError {
     /// newer writer, a number too wide for its field, text that is not UTF-8).
     #[error("field `{0}` holds a value this reader does not know")]
     BadValue(&'static str),
+    /// A field the following records are delta-coded against is out of
+    /// range: they cannot be decoded either.
+    #[error("field `{0}` is out of range, and later records depend on it")]
+    BadState(&'static str),
 }
 
 impl DecodeError {

@@ -52,7 +52,11 @@ pub struct WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { max_block_bytes: 1 << 20, max_size: None, max_files: None }
+        WriterOptions {
+            max_block_bytes: 1 << 20,
+            max_size: None,
+            max_files: None,
+        }
     }
 }
 
@@ -100,7 +104,12 @@ pub(crate) type Opener = fn(&Path) -> io::Result<Box<dyn PartFile>>;
 /// applies on creation through the umask, the explicit `fchmod` fixes both
 /// a permissive pre-existing file and an unusual umask.
 fn create_private(path: &Path) -> io::Result<Box<dyn PartFile>> {
-    let f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.set_permissions(Permissions::from_mode(0o600))?;
     Ok(Box::new(f))
 }
@@ -187,7 +196,9 @@ impl TraceWriter {
         open: Opener,
     ) -> Result<Self, TraceError> {
         if opts.max_block_bytes == 0 {
-            return Err(TraceError::InvalidOptions("max_block_bytes must be positive"));
+            return Err(TraceError::InvalidOptions(
+                "max_block_bytes must be positive",
+            ));
         }
         if opts.max_files == Some(0) {
             return Err(TraceError::InvalidOptions("max_files must be at least 1"));
@@ -196,8 +207,10 @@ impl TraceWriter {
             return Err(TraceError::InvalidOptions("max_size must be positive"));
         }
         opts.max_block_bytes = opts.max_block_bytes.min(MAX_BLOCK_BYTES);
-        let meta_json = serde_json::to_vec(meta)
-            .map_err(|source| TraceError::EncodeMeta { file: path.to_path_buf(), source })?;
+        let meta_json = serde_json::to_vec(meta).map_err(|source| TraceError::EncodeMeta {
+            file: path.to_path_buf(),
+            source,
+        })?;
         if meta_json.len() > MAX_META_LEN as usize {
             return Err(TraceError::MetaTooLarge {
                 file: path.to_path_buf(),
@@ -205,8 +218,11 @@ impl TraceWriter {
                 limit: MAX_META_LEN.into(),
             });
         }
-        let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
-            .map_err(|source| TraceError::Compress { file: path.to_path_buf(), source })?;
+        let compressor =
+            zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|source| TraceError::Compress {
+                file: path.to_path_buf(),
+                source,
+            })?;
         // A missing directory shows up as the create error below.
         for stale in existing_parts(path).unwrap_or_default() {
             if stale.as_path() != path {
@@ -247,10 +263,10 @@ impl TraceWriter {
         } else {
             self.block.commit(&rec, st, ev.time_ns);
         }
-        if let Body::StackDef(s) = &ev.body {
-            if self.stacks.len() < MAX_REPLAY_STACKS || self.stacks.contains_key(&s.id) {
-                self.stacks.insert(s.id, ev.clone());
-            }
+        if let Body::StackDef(s) = &ev.body
+            && (self.stacks.len() < MAX_REPLAY_STACKS || self.stacks.contains_key(&s.id))
+        {
+            self.stacks.insert(s.id, ev.clone());
         }
         result
     }
@@ -289,10 +305,10 @@ impl TraceWriter {
     /// Rotates afterwards when the file reached `max_size`.
     pub fn flush(&mut self) -> Result<(), TraceError> {
         self.seal_and_write()?;
-        if let (Some(max), Some(part)) = (self.opts.max_size, &self.part) {
-            if part.len >= max {
-                self.rotate()?;
-            }
+        if let (Some(max), Some(part)) = (self.opts.max_size, &self.part)
+            && part.len >= max
+        {
+            self.rotate()?;
         }
         Ok(())
     }
@@ -319,10 +335,13 @@ impl TraceWriter {
         let Some(part) = self.part.as_mut() else {
             return Ok(());
         };
-        let payload = self
-            .compressor
-            .compress(&block.buf)
-            .map_err(|source| TraceError::Compress { file: part.path.clone(), source })?;
+        let payload =
+            self.compressor
+                .compress(&block.buf)
+                .map_err(|source| TraceError::Compress {
+                    file: part.path.clone(),
+                    source,
+                })?;
         let header = FrameHeader {
             kind: KIND_BLOCK,
             stored_len: payload.len() as u32,
@@ -370,8 +389,10 @@ impl TraceWriter {
     fn open_next_part(&mut self) -> Result<(), TraceError> {
         let sequence = self.next_sequence;
         let path = part_path(&self.base, sequence);
-        let file = (self.open)(&path)
-            .map_err(|source| TraceError::Create { file: path.clone(), source })?;
+        let file = (self.open)(&path).map_err(|source| TraceError::Create {
+            file: path.clone(),
+            source,
+        })?;
         let mut part = Part {
             path: path.clone(),
             file,
@@ -400,12 +421,14 @@ impl TraceWriter {
         if sequence > 0 {
             self.replay_stacks = !self.stacks.is_empty();
         }
-        if let Some(keep) = self.opts.max_files {
-            if let Some(old) = sequence.checked_sub(keep) {
-                let old = part_path(&self.base, old);
-                self.summary.files.retain(|f| f != &old);
-                remove_part(&old)?;
-            }
+        if let Some(old) = self
+            .opts
+            .max_files
+            .and_then(|keep| sequence.checked_sub(keep))
+        {
+            let old = part_path(&self.base, old);
+            self.summary.files.retain(|f| f != &old);
+            remove_part(&old)?;
         }
         Ok(())
     }
@@ -495,7 +518,11 @@ impl Drop for TraceWriter {
 fn write_frame(part: &mut Part, frame: &[u8]) -> Result<(), TraceError> {
     part.file.write_all(frame).map_err(|source| {
         let _ = part.file.truncate(part.len);
-        TraceError::Write { file: part.path.clone(), offset: part.len, source }
+        TraceError::Write {
+            file: part.path.clone(),
+            offset: part.len,
+            source,
+        }
     })
 }
 
@@ -526,9 +553,10 @@ fn check_record_size(ev: &Event) -> Result<(), TraceError> {
 
 fn remove_part(path: &Path) -> Result<(), TraceError> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(TraceError::Remove { file: path.to_path_buf(), source: e })
-        }
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(TraceError::Remove {
+            file: path.to_path_buf(),
+            source: e,
+        }),
         _ => Ok(()),
     }
 }
@@ -592,21 +620,34 @@ mod tests {
     }
 
     fn meta() -> TraceMeta {
-        TraceMeta { hostname: "h".into(), ..TraceMeta::default() }
+        TraceMeta {
+            hostname: "h".into(),
+            ..TraceMeta::default()
+        }
     }
 
     fn exit(t: u64) -> Event {
         Event {
             time_ns: t,
             cpu: 0,
-            task: Task { pid: 1, tid: 1, comm: Comm::new("x") },
+            task: Task {
+                pid: 1,
+                tid: 1,
+                comm: Comm::new("x"),
+            },
             mm: 0,
             body: Body::TaskExit,
         }
     }
 
     fn stack(t: u64) -> Event {
-        Event { body: Body::StackDef(StackDef { id: 5, frames: vec!["f+0x1".into()] }), ..exit(t) }
+        Event {
+            body: Body::StackDef(StackDef {
+                id: 5,
+                frames: vec!["f+0x1".into()],
+            }),
+            ..exit(t)
+        }
     }
 
     fn read(path: &Path) -> (Vec<Event>, TraceReader) {
@@ -635,7 +676,11 @@ mod tests {
         w.push(&exit(4)).unwrap();
         let err = w.flush().unwrap_err();
         match &err {
-            TraceError::Write { file, offset, source } => {
+            TraceError::Write {
+                file,
+                offset,
+                source,
+            } => {
                 assert_eq!(file, &path);
                 assert_eq!(*offset, good_len);
                 assert_eq!(source.raw_os_error(), Some(libc::ENOSPC));
@@ -644,13 +689,23 @@ mod tests {
         }
         assert!(err.to_string().contains("t.cwt"), "{err}");
         let on_disk = std::fs::metadata(&path).unwrap().len();
-        assert_eq!(on_disk, if truncate_fails { good_len + 10 } else { good_len });
+        assert_eq!(
+            on_disk,
+            if truncate_fails {
+                good_len + 10
+            } else {
+                good_len
+            }
+        );
 
         // Readable as it is: the two complete blocks, then truncation.
         let (events, r) = read(&path);
         assert_eq!(events, [exit(1), exit(2)]);
         let t = r.truncation().unwrap();
-        assert_eq!((t.at_byte, t.complete_blocks, t.file_len), (good_len, 2, on_disk));
+        assert_eq!(
+            (t.at_byte, t.complete_blocks, t.file_len),
+            (good_len, 2, on_disk)
+        );
 
         // Space comes back: writing continues, the lost block's stack
         // definition is replayed in front of the next events.
@@ -684,19 +739,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.cwt");
         for opts in [
-            WriterOptions { max_files: Some(0), ..Default::default() },
-            WriterOptions { max_size: Some(0), ..Default::default() },
-            WriterOptions { max_block_bytes: 0, ..Default::default() },
+            WriterOptions {
+                max_files: Some(0),
+                ..Default::default()
+            },
+            WriterOptions {
+                max_size: Some(0),
+                ..Default::default()
+            },
+            WriterOptions {
+                max_block_bytes: 0,
+                ..Default::default()
+            },
         ] {
             let r = TraceWriter::create(&path, &meta(), opts);
             assert!(matches!(r, Err(TraceError::InvalidOptions(_))));
         }
         let mut w = TraceWriter::create(&path, &meta(), WriterOptions::default()).unwrap();
         let huge = Event {
-            body: Body::StackDef(StackDef { id: 1, frames: vec!["x".repeat(2 << 20)] }),
+            body: Body::StackDef(StackDef {
+                id: 1,
+                frames: vec!["x".repeat(2 << 20)],
+            }),
             ..exit(1)
         };
-        assert!(matches!(w.push(&huge), Err(TraceError::RecordTooLarge { .. })));
+        assert!(matches!(
+            w.push(&huge),
+            Err(TraceError::RecordTooLarge { .. })
+        ));
         assert_eq!(w.events_buffered(), 0);
     }
 

@@ -16,8 +16,15 @@ pub fn meta() -> TraceMeta {
     TraceMeta {
         tool_version: "0.1.0-test".into(),
         hostname: "testhost".into(),
-        kernel: KernelCaps { release: "6.12.0-test".into(), anon_exclusive: true, page_size: 4096 },
-        clock: ClockBase { monotonic_ns: 1_000, realtime_ns: 1_700_000_000_000_000_000 },
+        kernel: KernelCaps {
+            release: "6.12.0-test".into(),
+            anon_exclusive: true,
+            page_size: 4096,
+        },
+        clock: ClockBase {
+            monotonic_ns: 1_000,
+            realtime_ns: 1_700_000_000_000_000_000,
+        },
         attach_plan: serde_json::json!({"hooks": [{"name": "do_wp_page", "kind": "kprobe"}]}),
         raw_pointers: false,
         command: vec!["cowtrace".into(), "record".into()],
@@ -25,11 +32,21 @@ pub fn meta() -> TraceMeta {
 }
 
 pub fn task() -> Task {
-    Task { pid: 4242, tid: 4243, comm: Comm::new("walker") }
+    Task {
+        pid: 4242,
+        tid: 4243,
+        comm: Comm::new("walker"),
+    }
 }
 
 pub fn ev(time_ns: u64, body: Body) -> Event {
-    Event { time_ns, cpu: 1, task: task(), mm: 3, body }
+    Event {
+        time_ns,
+        cpu: 1,
+        task: task(),
+        mm: 3,
+        body,
+    }
 }
 
 pub fn page() -> PageState {
@@ -50,7 +67,13 @@ pub fn every_variant() -> Vec<Event> {
     let mut comm = [0u8; 16];
     comm.copy_from_slice(b"fifteen+chars\x01\xff\x00");
     vec![
-        ev(10, Body::StackDef(StackDef { id: 7, frames: vec!["gup_fast+0x1c".into(), "?".into()] })),
+        ev(
+            10,
+            Body::StackDef(StackDef {
+                id: 7,
+                frames: vec!["gup_fast+0x1c".into(), "?".into()],
+            }),
+        ),
         ev(
             20,
             Body::CowFault(CowFault {
@@ -62,7 +85,12 @@ pub fn every_variant() -> Vec<Event> {
                 decision: Decision::Copy,
                 shared_mapping: true,
                 ret: 0x204,
-                page: PageState { ksm: true, swapcache: true, large: true, ..page() },
+                page: PageState {
+                    ksm: true,
+                    swapcache: true,
+                    large: true,
+                    ..page()
+                },
             }),
         ),
         ev(
@@ -77,11 +105,24 @@ pub fn every_variant() -> Vec<Event> {
                 longterm: true,
                 force: true,
                 failed: true,
-                page: PageState { refcount: -3, mapcount: -1, anon_exclusive: None, ..page() },
+                page: PageState {
+                    refcount: -3,
+                    mapcount: -1,
+                    anon_exclusive: None,
+                    ..page()
+                },
                 stack: Some(7),
             }),
         ),
-        ev(40, Body::Unpin(Unpin { pfn: u64::MAX, refs: u32::MAX, pin: true, refcount_before: i32::MIN })),
+        ev(
+            40,
+            Body::Unpin(Unpin {
+                pfn: u64::MAX,
+                refs: u32::MAX,
+                pin: true,
+                refcount_before: i32::MIN,
+            }),
+        ),
         ev(
             50,
             Body::ForkVma(ForkVma {
@@ -92,10 +133,43 @@ pub fn every_variant() -> Vec<Event> {
                 vm_flags: 0x0810_0073,
             }),
         ),
-        ev(60, Body::ForkCopy(ForkCopy { child_mm: 9, child_pid: None, address: 0x7f00_0000_3000, new_pfn: None })),
-        ev(70, Body::TaskFork(TaskFork { child_pid: 4300, child_tid: 4300, child_mm: 9 })),
-        Event { time_ns: 80, cpu: 7, task: Task { pid: 1, tid: 2, comm: Comm(comm) }, mm: 0, body: Body::TaskExit },
-        ev(90, Body::Lost(Lost { hook: "wp_page_copy".into(), cpu: 3, dropped: u64::MAX, errors: 1 })),
+        ev(
+            60,
+            Body::ForkCopy(ForkCopy {
+                child_mm: 9,
+                child_pid: None,
+                address: 0x7f00_0000_3000,
+                new_pfn: None,
+            }),
+        ),
+        ev(
+            70,
+            Body::TaskFork(TaskFork {
+                child_pid: 4300,
+                child_tid: 4300,
+                child_mm: 9,
+            }),
+        ),
+        Event {
+            time_ns: 80,
+            cpu: 7,
+            task: Task {
+                pid: 1,
+                tid: 2,
+                comm: Comm(comm),
+            },
+            mm: 0,
+            body: Body::TaskExit,
+        },
+        ev(
+            90,
+            Body::Lost(Lost {
+                hook: "wp_page_copy".into(),
+                cpu: 3,
+                dropped: u64::MAX,
+                errors: 1,
+            }),
+        ),
     ]
 }
 
@@ -127,7 +201,10 @@ pub fn cow_walk(n: u64) -> Vec<Event> {
                     decision: Decision::Copy,
                     shared_mapping: false,
                     ret: 0,
-                    page: PageState { mapcount: 2, ..page() },
+                    page: PageState {
+                        mapcount: 2,
+                        ..page()
+                    },
                 }),
             )
         })
@@ -158,46 +235,95 @@ pub fn dedup_stacks(events: &[Event]) -> Vec<Event> {
 }
 
 fn arb_page() -> impl Strategy<Value = PageState> {
-    (any::<bool>(), any::<i32>(), any::<i32>(), any::<[bool; 4]>(), proptest::option::of(any::<bool>()))
-        .prop_map(|(valid, refcount, mapcount, [anon, ksm, swapcache, large], anon_exclusive)| {
-            PageState { valid, refcount, mapcount, anon, anon_exclusive, ksm, swapcache, large }
-        })
+    (
+        any::<bool>(),
+        any::<i32>(),
+        any::<i32>(),
+        any::<[bool; 4]>(),
+        proptest::option::of(any::<bool>()),
+    )
+        .prop_map(
+            |(valid, refcount, mapcount, [anon, ksm, swapcache, large], anon_exclusive)| {
+                PageState {
+                    valid,
+                    refcount,
+                    mapcount,
+                    anon,
+                    anon_exclusive,
+                    ksm,
+                    swapcache,
+                    large,
+                }
+            },
+        )
 }
 
 fn arb_body() -> impl Strategy<Value = Body> {
-    let site = prop_oneof![Just(Site::Wp), Just(Site::Swap), Just(Site::Thp), Just(Site::Hugetlb)];
-    let decision = prop_oneof![Just(Decision::Reuse), Just(Decision::Copy), Just(Decision::Other)];
-    let cow = (site, any::<bool>(), any::<u64>(), any::<u64>(), any::<Option<u64>>(), decision)
+    let site = prop_oneof![
+        Just(Site::Wp),
+        Just(Site::Swap),
+        Just(Site::Thp),
+        Just(Site::Hugetlb)
+    ];
+    let decision = prop_oneof![
+        Just(Decision::Reuse),
+        Just(Decision::Copy),
+        Just(Decision::Other)
+    ];
+    let cow = (
+        site,
+        any::<bool>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<Option<u64>>(),
+        decision,
+    )
         .prop_flat_map(|t| (Just(t), any::<bool>(), any::<u32>(), arb_page()))
-        .prop_map(|((site, unshare, address, pfn, new_pfn, decision), shared_mapping, ret, page)| {
-            Body::CowFault(CowFault {
-                site,
-                fault: if unshare { FaultKind::Unshare } else { FaultKind::Write },
-                address,
-                pfn,
-                new_pfn,
-                decision,
-                shared_mapping,
-                ret,
-                page,
-            })
-        });
-    let gup = (any::<bool>(), any::<u64>(), any::<u64>(), any::<u32>(), any::<[bool; 5]>(), arb_page(), any::<Option<u32>>())
-        .prop_map(|(fast, address, pfn, refs, [pin, write, longterm, force, failed], page, stack)| {
-            Body::Gup(Gup {
-                path: if fast { GupPath::Fast } else { GupPath::Slow },
-                address,
-                pfn,
-                refs,
-                pin,
-                write,
-                longterm,
-                force,
-                failed,
-                page,
-                stack,
-            })
-        });
+        .prop_map(
+            |((site, unshare, address, pfn, new_pfn, decision), shared_mapping, ret, page)| {
+                Body::CowFault(CowFault {
+                    site,
+                    fault: if unshare {
+                        FaultKind::Unshare
+                    } else {
+                        FaultKind::Write
+                    },
+                    address,
+                    pfn,
+                    new_pfn,
+                    decision,
+                    shared_mapping,
+                    ret,
+                    page,
+                })
+            },
+        );
+    let gup = (
+        any::<bool>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<[bool; 5]>(),
+        arb_page(),
+        any::<Option<u32>>(),
+    )
+        .prop_map(
+            |(fast, address, pfn, refs, [pin, write, longterm, force, failed], page, stack)| {
+                Body::Gup(Gup {
+                    path: if fast { GupPath::Fast } else { GupPath::Slow },
+                    address,
+                    pfn,
+                    refs,
+                    pin,
+                    write,
+                    longterm,
+                    force,
+                    failed,
+                    page,
+                    stack,
+                })
+            },
+        );
     prop_oneof![
         4 => cow,
         2 => gup,
@@ -220,10 +346,31 @@ fn arb_body() -> impl Strategy<Value = Body> {
 /// A random event; tasks, cpus and mms come from small pools so the delta
 /// coding's "unchanged" paths are exercised as well as the changed ones.
 pub fn arb_event() -> impl Strategy<Value = Event> {
-    (any::<u64>(), 0u32..4, 0u32..3, any::<[u8; 16]>(), any::<bool>(), 0u64..3, arb_body()).prop_map(
-        |(time_ns, cpu, who, comm, odd_comm, mm, body)| {
-            let comm = if odd_comm { Comm(comm) } else { Comm::new(["a", "bb", "ccc"][who as usize]) };
-            Event { time_ns, cpu, task: Task { pid: 100 + who, tid: 200 + who, comm }, mm, body }
-        },
+    (
+        any::<u64>(),
+        0u32..4,
+        0u32..3,
+        any::<[u8; 16]>(),
+        any::<bool>(),
+        0u64..3,
+        arb_body(),
     )
+        .prop_map(|(time_ns, cpu, who, comm, odd_comm, mm, body)| {
+            let comm = if odd_comm {
+                Comm(comm)
+            } else {
+                Comm::new(["a", "bb", "ccc"][who as usize])
+            };
+            Event {
+                time_ns,
+                cpu,
+                task: Task {
+                    pid: 100 + who,
+                    tid: 200 + who,
+                    comm,
+                },
+                mm,
+                body,
+            }
+        })
 }

@@ -107,6 +107,9 @@ struct Ctx {
 
 impl Ctx {
     fn new(pages: usize) -> anyhow::Result<Ctx> {
+        // Before populating: every page batch the workload fills is then on
+        // this one CPU, where `sys::drain_lru_batches` reaches it.
+        sys::pin_to_current_cpu()?;
         let buf = AnonBuffer::populated(pages)?;
         let pagemap = crate::pagemap::Pagemap::open_self(buf.page_size() as u64)?;
         let ctx = Ctx {
