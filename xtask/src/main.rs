@@ -27,7 +27,12 @@ use clap::{Parser, Subcommand};
 use crate::kernels::KernelLine;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "cowtrace developer tasks", version)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "cowtrace developer tasks",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

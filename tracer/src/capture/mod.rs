@@ -2,6 +2,7 @@
 //! ring buffer. This and the CLI are the only async code: everything after
 //! the ring buffer is handed to the synchronous `decode` → `model` pipeline.
 
+mod anchor;
 mod counters;
 mod error;
 mod loader;
@@ -9,6 +10,7 @@ mod object;
 mod ring;
 mod stacks;
 
+pub use anchor::{ANCHOR_TARGET, Anchor};
 pub use counters::{LossCounters, LossDelta};
 pub use error::CaptureError;
 pub use loader::{AttachKind, Attachment, Capture, LoadOptions};

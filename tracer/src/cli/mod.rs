@@ -3,6 +3,7 @@
 //! Exit status: 0 success, 1 runtime failure (attach, write, kernel), 2 bad
 //! input (unreadable or corrupt trace file, invalid config or arguments).
 
+mod bench_anchor;
 mod check;
 mod export;
 mod input;
@@ -41,6 +42,9 @@ enum Command {
     Report(report::Args),
     Export(export::Args),
     Watch(watch::Args),
+    /// Benchmark anchor: only a counting kprobe on do_wp_page.
+    #[command(hide = true)]
+    BenchAnchor(bench_anchor::Args),
 }
 
 /// An error with the exit status it maps to.
@@ -80,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Report(a) => report::run(a),
         Command::Export(a) => export::run(a),
         Command::Watch(a) => watch::run(a),
+        Command::BenchAnchor(a) => bench_anchor::run(a),
     };
     match result {
         Ok(code) => code,
