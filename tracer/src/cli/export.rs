@@ -57,6 +57,17 @@ pub fn run(args: Args) -> CliResult {
             out.write_all(b"\n").context("writing the export")?;
         }
     }
+    // A cut-off file (crash, full disk) is a readable prefix: say so in the
+    // stream itself too, so a consumer of the JSON lines sees it.
+    for t in reader.truncations() {
+        let line = serde_json::json!({
+            "type": "truncated",
+            "file": t.file.display().to_string(),
+            "at_byte": t.at_byte,
+            "complete_blocks": t.complete_blocks,
+        });
+        writeln!(out, "{line}").context("writing the export")?;
+    }
     out.flush().context("writing the export")?;
     input::report_damage(&reader);
     Ok(ExitCode::SUCCESS)

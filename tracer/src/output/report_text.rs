@@ -5,6 +5,9 @@
 
 use std::fmt::Write as _;
 
+/// Hot mappings listed in the text report (the JSON report has them all).
+const TEXT_MAPPINGS: usize = 12;
+
 use crate::model::Report;
 
 use super::alert_text::{fmt_time, holder_lines, safe};
@@ -198,15 +201,18 @@ pub fn render(r: &Report) -> String {
         &rows,
     );
 
+    // The text form shows the hottest few; `--format json` lists them all.
+    let shown = r.mappings.len().min(TEXT_MAPPINGS);
     let _ = writeln!(
         out,
-        "\nHOT MAPPINGS ({} listed, {} more)",
-        r.mappings.len(),
-        r.mappings_omitted
+        "\nHOT MAPPINGS ({shown} shown, {} more{})",
+        r.mappings.len() - shown + r.mappings_omitted as usize,
+        if shown < r.mappings.len() { "; --format json lists more" } else { "" }
     );
     let rows: Vec<Vec<String>> = r
         .mappings
         .iter()
+        .take(TEXT_MAPPINGS)
         .map(|m| {
             vec![
                 m.pid.to_string(),
