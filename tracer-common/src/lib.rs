@@ -138,6 +138,18 @@ pub mod prog {
     /// raw tracepoints `sched_process_fork` / `sched_process_exit`.
     pub const TASK_FORK: &str = "task_fork";
     pub const TASK_EXIT: &str = "task_exit";
+    /// kprobe/kretprobe `do_swap_page(vmf)`: swap-in decisions.
+    pub const SWAP_ENTRY: &str = "swap_entry";
+    pub const SWAP_EXIT: &str = "swap_exit";
+    /// kprobes on the hugetlb write-protect handler, one per prototype:
+    /// 5.10 `hugetlb_cow(mm, vma, address, ptep, ..)`, 6.1
+    /// `hugetlb_wp(mm, vma, address, ptep, flags, ..)`, 6.10+
+    /// `hugetlb_wp(folio, vmf)`, and `hugetlb_wp(vmf)`; one kretprobe.
+    pub const HUGETLB_ENTRY_COW: &str = "hugetlb_entry_cow";
+    pub const HUGETLB_ENTRY_FLAGS: &str = "hugetlb_entry_flags";
+    pub const HUGETLB_ENTRY_VMF1: &str = "hugetlb_entry_vmf1";
+    pub const HUGETLB_ENTRY_VMF0: &str = "hugetlb_entry_vmf0";
+    pub const HUGETLB_EXIT: &str = "hugetlb_exit";
     /// Counting-only kprobe on `do_wp_page` (the benchmark anchor).
     pub const BASELINE_COUNT: &str = "baseline_count";
 }

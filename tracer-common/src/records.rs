@@ -111,7 +111,12 @@ pub struct CowFaultRecord {
     pub site: u8,
     /// 1 when `entry_after` was read.
     pub after_valid: u8,
-    pub _pad: [u8; 6],
+    /// `site::SWAP` only: 1 when `do_wp_page` ran inside this
+    /// `do_swap_page` (the swap-in did not reuse the page in place and
+    /// handed the write fault to the write-protect path, which has its own
+    /// `site::WP` record).
+    pub nested_wp: u8,
+    pub _pad: [u8; 5],
 }
 
 /// One page grabbed by GUP (FOLL_GET or FOLL_PIN).

@@ -39,6 +39,9 @@ const PMD_PAT_LARGE: u64 = 1 << 12;
 
 #[kprobe]
 pub fn wp_entry(ctx: ProbeContext) -> u32 {
+    // A write fault handed over by a traced swap-in (`do_swap_page` calls
+    // `do_wp_page`): the swap record says so.
+    crate::swap::note_wp();
     if emit::passes() && entry(&ctx, site::WP, hook::WP_FAULT).is_err() {
         emit::error(hook::WP_FAULT);
     }

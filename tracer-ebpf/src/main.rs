@@ -16,8 +16,10 @@ mod emit;
 mod fault;
 mod fork;
 mod gup;
+mod hugetlb;
 mod kmem;
 mod page;
+mod swap;
 mod task;
 
 use tracer_common::{Filter, Layout};

@@ -23,4 +23,5 @@ pub mod decode;
 pub mod kernel;
 pub mod model;
 pub mod output;
+pub mod service;
 pub mod trace;

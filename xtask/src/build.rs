@@ -60,9 +60,9 @@ pub fn build() -> Result<GuestBins> {
     if has_scenarios {
         c.args(["--example", "cow-scenarios"]);
     } else {
-        println!("build: {SCENARIOS_DIR}/main.rs does not exist yet: building cowtrace only");
+        eprintln!("build: {SCENARIOS_DIR}/main.rs does not exist yet: building cowtrace only");
     }
-    println!("build: {}", cmd::display(&c));
+    eprintln!("build: {}", cmd::display(&c));
     cmd::run(&mut c)
         .context("building the guest binaries failed (see the compiler output above)")?;
     let release = paths::target_dir().join("release");

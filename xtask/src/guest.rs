@@ -79,6 +79,12 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 echo 16 > /proc/sys/vm/nr_hugepages 2>/dev/null
 thp=/sys/kernel/mm/transparent_hugepage/enabled
 [ -w $thp ] && echo madvise > $thp
+# Swap on zram when its module was copied in (`--module zram`; the test
+# suite always does): MADV_PAGEOUT only swaps with a swap device.
+if [ -d /lib/modules ] && modprobe zram 2>/dev/null; then
+  echo 1G > /sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null &&
+    swapon /dev/zram0 || echo "warning: zram swap setup failed"
+fi
 hostname cowtrace-vm
 cd /
 echo {ready}

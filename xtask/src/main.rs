@@ -8,12 +8,15 @@
 //! output into results (`test`, `demo`).
 
 mod apt;
+mod bench;
 mod build;
 mod cmd;
 mod demo;
+mod fuzz;
 mod guest;
 mod initramfs;
 mod kernels;
+mod package;
 mod paths;
 mod setup;
 mod test;
@@ -126,8 +129,36 @@ enum Command {
         #[arg(long, value_name = "LINE", default_value = "newest")]
         kernel: KernelLine,
     },
-    /// Overhead benchmarks (not implemented yet).
-    Bench,
+    /// Deterministic overhead benchmarks in one boot with QEMU's
+    /// instruction-count clock: each workload untraced, under the counting
+    /// anchor kprobe, under `cowtrace record` and in the alerting mode.
+    ///
+    /// Example: cargo xtask bench --kernel 6.1 --format json
+    Bench {
+        /// Kernel line to boot (default: newest).
+        #[arg(long, value_name = "LINE", default_value = "newest")]
+        kernel: KernelLine,
+        #[arg(long, value_enum, default_value = "text")]
+        format: bench::Format,
+        /// Only these workloads: cow-storm, gup-storm, fork-big (repeatable).
+        #[arg(long, value_name = "WORKLOAD")]
+        only: Vec<String>,
+    },
+    /// Fuzz the trace reader (`trace_decode`) for a while, on a temporary
+    /// copy of the committed corpus; installs cargo-fuzz if missing, needs
+    /// nightly. Crashes land in fuzz/artifacts/trace_decode/.
+    ///
+    /// Example: cargo xtask fuzz --seconds 300
+    Fuzz {
+        /// How long to fuzz.
+        #[arg(long, value_name = "N", default_value_t = 60)]
+        seconds: u64,
+    },
+    /// Build the Debian package: release binary, hardened systemd unit,
+    /// default config in /etc/cowtrace, man pages, Prometheus rules.
+    ///
+    /// Example: cargo xtask package
+    Package,
 }
 
 fn main() -> ExitCode {
@@ -173,10 +204,13 @@ fn main() -> ExitCode {
             suite_timeout_s: timeout,
         }),
         Command::Demo { kernel } => demo::run(kernel),
-        Command::Bench => {
-            eprintln!("cargo xtask bench: not implemented yet (tracked in its own issue)");
-            Ok(2)
-        }
+        Command::Bench {
+            kernel,
+            format,
+            only,
+        } => bench::run(kernel, format, &only),
+        Command::Package => package::run().map(|_| 0),
+        Command::Fuzz { seconds } => fuzz::run(seconds),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -18,6 +18,10 @@ use crate::{cmd, paths};
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86", "boots the test kernels"),
     ("busybox-static", "the guest's whole userland"),
+    (
+        "prometheus",
+        "promtool: lints the metrics exposition and the alerting rules",
+    ),
     ("gcc", "the C linker rustc and bpf-linker's build need"),
     ("libc6-dev", "crt files and libc for linking host binaries"),
     ("debian-archive-keyring", "verifies the kernel packages"),

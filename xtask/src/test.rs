@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::build::{self, GuestBins};
 use crate::kernels::KernelLine;
 use crate::vm::{self, VmConfig, VmEnd, VmRun};
-use crate::{cmd, paths, setup};
+use crate::{bench, cmd, paths, setup};
 
 /// One kernel's suite under TCG; generous because TCG is slow and CI has
 /// 2 cores, but well inside CI's 90 minutes for four lines.
@@ -154,6 +154,10 @@ pub fn parse_libtest(out: &str) -> (usize, usize, usize) {
     totals
 }
 
+/// Modules every test guest gets: `zram` backs the swap device the swap-in
+/// scenarios page out to (the guest's `/init` sets it up when present).
+const GUEST_MODULES: &[&str] = &["zram"];
+
 fn guests(args: &TestArgs, tally: &mut Tally) {
     println!("\n== test kernels");
     let kernels = setup::kernel_step(&args.lines, false);
@@ -192,8 +196,10 @@ fn guests(args: &TestArgs, tally: &mut Tally) {
             println!("note: cow-scenarios is not built yet; running the stand-in boot smoke suite");
         }
         let files = bins.all();
+        let modules: Vec<String> = GUEST_MODULES.iter().map(|m| (*m).to_owned()).collect();
         let cfg = VmConfig {
             timeout: Duration::from_secs(args.suite_timeout_s),
+            modules: &modules,
             ..VmConfig::new(&kernel, &files, &cmd)
         };
         let prefix = format!("[{line}] ");
@@ -203,6 +209,15 @@ fn guests(args: &TestArgs, tally: &mut Tally) {
                 judge(line, &run, tally);
             }
             Err(e) => tally.record(false, line.name(), "boot", &format!("{e:#}")),
+        }
+        if !stand_in && !vm::interrupted() {
+            // A second, short boot: the overhead bench's whole path
+            // (-icount clock, every mode) on a small cow-storm.
+            for (name, ok, detail) in
+                bench::smoke(&kernel, &files, &mut |l| println!("{prefix}{l}"))
+            {
+                tally.record(ok, line.name(), &name, &detail);
+            }
         }
     }
 }

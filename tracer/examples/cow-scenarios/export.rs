@@ -54,8 +54,15 @@ pub enum Decision {
     Unknown,
 }
 
+fn default_site() -> String {
+    "wp".into()
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct CowFault {
+    /// `wp`, `swap`, `thp` or `hugetlb` (absent in old exports: `wp`).
+    #[serde(default = "default_site")]
+    pub site: String,
     pub fault: FaultKind,
     #[serde(deserialize_with = "crate::hex::deserialize")]
     pub address: u64,
@@ -68,6 +75,9 @@ pub struct CowFault {
     pub refcount: Option<i64>,
     #[serde(default)]
     pub mapcount: Option<i64>,
+    /// The page is part of a large folio (THP, mTHP).
+    #[serde(default)]
+    pub large: Option<bool>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

@@ -10,6 +10,7 @@
 //! cow-scenarios demo                                          # a guided tour
 //! ```
 
+mod bench;
 mod buffer;
 mod checks;
 mod demo;
@@ -17,7 +18,9 @@ mod export;
 mod hex;
 mod pagemap;
 mod report;
+mod robust;
 mod runner;
+mod service;
 mod suite;
 mod sys;
 mod truth;
@@ -80,6 +83,31 @@ enum Command {
     /// The traced side of `demo` (run by `demo` under `cowtrace watch`).
     #[command(hide = true)]
     DemoWorkloads,
+    /// Overhead benchmarks: each workload untraced and under each tracing
+    /// mode; prints COWTRACE-BENCH lines (run by `cargo xtask bench`).
+    ///
+    /// Example: cow-scenarios bench --only cow-storm
+    Bench {
+        #[command(flatten)]
+        tools: Tools,
+        /// Run only these workloads (repeatable; default: all).
+        #[arg(long, value_enum)]
+        only: Vec<bench::BenchWorkload>,
+        /// Small sizes: checks the whole path quickly, not a measurement.
+        #[arg(long)]
+        quick: bool,
+        /// Directory for the record mode's trace.
+        #[arg(long, default_value = "/tmp")]
+        dir: PathBuf,
+    },
+    /// One timed benchmark workload; prints a COWTRACE-BENCH-RUN line.
+    #[command(hide = true)]
+    BenchRun {
+        #[arg(value_enum)]
+        workload: bench::BenchWorkload,
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -142,5 +170,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo::demo(&tools.cowtrace, &self_exe(), timeout)
         }
         Command::DemoWorkloads => Ok(demo::workloads()),
+        Command::Bench {
+            tools,
+            only,
+            quick,
+            dir,
+        } => {
+            let cfg = bench::Config {
+                cowtrace: tools.cowtrace,
+                self_exe: self_exe(),
+                dir,
+                timeout: Duration::from_secs(tools.timeout.max(600)),
+                workloads: if only.is_empty() {
+                    bench::BenchWorkload::ALL.to_vec()
+                } else {
+                    only
+                },
+                quick,
+            };
+            Ok(if bench::drive(&cfg)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::BenchRun { workload, quick } => {
+            let m = workload.run(quick)?;
+            println!("{}", bench::run_line(&m));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

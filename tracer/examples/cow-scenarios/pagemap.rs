@@ -53,22 +53,47 @@ impl Pagemap {
 
     /// PFNs of `pages` consecutive pages from `start` (page aligned).
     pub fn pfns(&self, start: u64, pages: usize) -> anyhow::Result<Vec<u64>> {
+        self.entries(start, pages)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let vaddr = start + i as u64 * self.page_size;
+                Ok(pfn_of_entry(entry, vaddr)?)
+            })
+            .collect()
+    }
+
+    /// How many of `pages` consecutive pages from `start` are swapped out
+    /// (bit 62: the PTE holds a swap entry, the page has no PFN).
+    pub fn swapped(&self, start: u64, pages: usize) -> anyhow::Result<usize> {
+        Ok(self
+            .entries(start, pages)?
+            .into_iter()
+            .filter(|&e| is_swapped(e))
+            .count())
+    }
+
+    fn entries(&self, start: u64, pages: usize) -> anyhow::Result<Vec<u64>> {
         use anyhow::Context as _;
         let mut raw = vec![0u8; pages * 8];
         let offset = (start / self.page_size) * 8;
         self.file
             .read_exact_at(&mut raw, offset)
             .with_context(|| format!("reading /proc/self/pagemap at offset {offset:#x}"))?;
-        raw.chunks_exact(8)
-            .enumerate()
-            .map(|(i, b)| {
+        Ok(raw
+            .chunks_exact(8)
+            .map(|b| {
                 let mut word = [0u8; 8];
                 word.copy_from_slice(b);
-                let vaddr = start + i as u64 * self.page_size;
-                Ok(pfn_of_entry(u64::from_le_bytes(word), vaddr)?)
+                u64::from_le_bytes(word)
             })
-            .collect()
+            .collect())
     }
+}
+
+/// A pagemap entry for a page that is swapped out.
+pub fn is_swapped(entry: u64) -> bool {
+    entry & SWAPPED != 0
 }
 
 /// How many positions differ between two equally long PFN lists.
@@ -101,6 +126,12 @@ mod tests {
             pfn_of_entry(PRESENT | SWAPPED | 7, 0x4000),
             Err(PagemapError::NotPresent { vaddr: 0x4000 })
         );
+    }
+
+    #[test]
+    fn swapped_is_bit_62() {
+        assert!(is_swapped(SWAPPED | 0x1234));
+        assert!(!is_swapped(PRESENT | 0x1234));
     }
 
     #[test]

@@ -40,6 +40,14 @@ pub struct Alert {
     pub count: Option<u64>,
     #[serde(default)]
     pub message: String,
+    #[serde(default)]
+    pub holder: Option<AlertHolder>,
+}
+
+/// The other side of an alert: who holds the page.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct AlertHolder {
+    pub pid: u32,
 }
 
 impl Report {

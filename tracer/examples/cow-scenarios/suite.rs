@@ -17,6 +17,7 @@ use anyhow::{Context as _, bail};
 use crate::checks::{self, Inputs, Verdict};
 use crate::export::parse_jsonl;
 use crate::report::Report;
+use crate::robust;
 use crate::runner::{Finished, run_captured};
 use crate::truth::Truth;
 use crate::workloads::Workload;
@@ -40,12 +41,18 @@ pub struct Config {
 pub enum Scenario {
     CheckPlan,
     Workload(Workload),
+    /// `record` killed, on a full disk, stopped, under an open umask.
+    Robust(robust::Case),
+    /// `watch --config` as a systemd service: notify, reload, sinks, metrics.
+    Service,
 }
 
 impl Scenario {
     pub fn all() -> Vec<Scenario> {
         std::iter::once(Scenario::CheckPlan)
             .chain(Workload::ALL.into_iter().map(Scenario::Workload))
+            .chain(robust::Case::ALL.into_iter().map(Scenario::Robust))
+            .chain(std::iter::once(Scenario::Service))
             .collect()
     }
 
@@ -53,6 +60,8 @@ impl Scenario {
         match self {
             Scenario::CheckPlan => "check-plan",
             Scenario::Workload(w) => w.name(),
+            Scenario::Robust(c) => c.name(),
+            Scenario::Service => crate::service::NAME,
         }
     }
 }
@@ -82,6 +91,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<bool> {
             Scenario::Workload(w) => {
                 record_and_check(cfg, w).unwrap_or_else(|e| Verdict::failed(format!("{e:#}")))
             }
+            Scenario::Robust(c) => c.run(cfg),
+            Scenario::Service => crate::service::run(cfg),
         };
         all_ok &= verdict.ok;
         emit(&result_line(scenario.name(), &verdict));

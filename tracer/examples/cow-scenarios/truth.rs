@@ -32,6 +32,11 @@ pub mod step {
     pub const FORK: &str = "fork";
     /// io_uring fixed buffers unregistered.
     pub const UNREGISTER: &str = "unregister";
+    /// The child read every page back after the parent's write (pid =
+    /// child; `pfns_after` are the child's PFNs then).
+    pub const CHILD_READ: &str = "child-read";
+    /// The parent wrote again after its last child exited (pid = parent).
+    pub const PARENT_WRITE_ALONE: &str = "parent-write-alone";
 }
 
 /// One measured step.
@@ -78,6 +83,10 @@ pub struct Truth {
     /// write (it kept a reference to the old pages).
     #[serde(default)]
     pub pipe_shows_old_data: Option<bool>,
+    /// Swap workloads: pages pagemap showed swapped out (bit 62) right
+    /// before the parent's write.
+    #[serde(default)]
+    pub swapped_out: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -148,6 +157,9 @@ impl Truth {
                 )
             })
             .collect();
+        if let Some(n) = self.swapped_out {
+            parts.push(format!("swapped out before the write: {n}/{}", self.pages));
+        }
         if let Some(old) = self.pipe_shows_old_data {
             parts.push(format!(
                 "pipe shows old data: {}",
@@ -179,6 +191,7 @@ mod tests {
                 vec![3, 2],
             )],
             pipe_shows_old_data: None,
+            swapped_out: None,
         }
     }
 

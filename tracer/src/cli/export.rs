@@ -16,6 +16,9 @@ use crate::output::jsonl::JsonlExporter;
 pub enum Format {
     /// One JSON object per event (schema in the README).
     Jsonl,
+    /// Perfetto trace (TracePacket protobuf): a track per process, faults
+    /// and alerts as instants, FOLL_PIN pins as slices. Needs -o.
+    Perfetto,
 }
 
 /// Export the events of trace files, in time order.
@@ -23,6 +26,8 @@ pub enum Format {
 /// Several files (a rotated set, in any order) are stitched by time.
 ///
 /// Example: cowtrace export app.cwt --format jsonl > app.jsonl
+///
+/// Example: cowtrace export app.cwt --format perfetto -o app.pftrace
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Trace files written by `cowtrace record`.
@@ -38,6 +43,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
+    if let Format::Perfetto = args.format {
+        return perfetto(&args);
+    }
     let mut reader = input::open(&args.files)?;
     let out: Box<dyn std::io::Write> = match &args.output {
         Some(p) => {
@@ -68,6 +76,37 @@ pub fn run(args: Args) -> CliResult {
         });
         writeln!(out, "{line}").context("writing the export")?;
     }
+    out.flush().context("writing the export")?;
+    input::report_damage(&reader);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--format perfetto`: binary, so only to a file (`-o`).
+fn perfetto(args: &Args) -> CliResult {
+    let Some(path) = &args.output else {
+        return Err(Failure::input(anyhow::anyhow!(
+            "--format perfetto writes a binary trace: give a file with -o"
+        )));
+    };
+    let mut reader = input::open(&args.files)?;
+    let mut exporter = crate::output::perfetto::PerfettoExporter::new(
+        reader.meta().kernel.clone(),
+        crate::model::Config::default(),
+    );
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = BufWriter::new(file);
+    let mut buf = Vec::with_capacity(1 << 16);
+    while let Some(ev) = reader.next_event() {
+        let ev = ev.map_err(Failure::input)?;
+        exporter.event(&ev, &mut buf);
+        if buf.len() >= 1 << 16 {
+            out.write_all(&buf).context("writing the export")?;
+            buf.clear();
+        }
+    }
+    exporter.finish(&mut buf);
+    out.write_all(&buf).context("writing the export")?;
     out.flush().context("writing the export")?;
     input::report_damage(&reader);
     Ok(ExitCode::SUCCESS)

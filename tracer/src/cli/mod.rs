@@ -5,13 +5,16 @@
 
 mod bench_anchor;
 mod check;
+mod error_text;
 mod export;
 mod input;
+mod manpage;
 mod record;
 mod report;
 mod session;
 mod trace_args;
 mod watch;
+mod watch_service;
 
 use std::process::ExitCode;
 
@@ -45,6 +48,9 @@ enum Command {
     /// Benchmark anchor: only a counting kprobe on do_wp_page.
     #[command(hide = true)]
     BenchAnchor(bench_anchor::Args),
+    /// Write the man pages into a directory (packaging).
+    #[command(hide = true)]
+    Manpage(manpage::Args),
 }
 
 /// An error with the exit status it maps to.
@@ -85,11 +91,12 @@ pub fn main() -> ExitCode {
         Command::Export(a) => export::run(a),
         Command::Watch(a) => watch::run(a),
         Command::BenchAnchor(a) => bench_anchor::run(a),
+        Command::Manpage(a) => manpage::run(a),
     };
     match result {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("cowtrace: error: {:#}", f.error);
+            eprintln!("cowtrace: error: {}", error_text::one_line(&f.error));
             ExitCode::from(f.status)
         }
     }

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracer_common::hook;
 
 use super::trace_args::TraceArgs;
@@ -27,6 +27,14 @@ pub trait Sink {
     fn events(&mut self, events: &[Event]) -> anyhow::Result<()>;
     /// Called about every `TICK`: flush files, print summaries.
     fn tick(&mut self) -> anyhow::Result<()>;
+    /// True when SIGHUP should call `reload`. Only then is a SIGHUP
+    /// handler installed: elsewhere SIGHUP keeps its default (terminate).
+    fn reloads(&self) -> bool {
+        false
+    }
+    /// SIGHUP: re-read configuration without detaching probes. Errors are
+    /// the sink's to report; tracing goes on.
+    fn reload(&mut self) {}
 }
 
 /// How often losses are polled and sinks ticked. Bounds what a crash can
@@ -55,6 +63,26 @@ pub struct Live {
     pub records: u64,
     /// Records the decoder rejected (unknown kind, short record).
     pub undecodable: u64,
+    pub signals: StopSignals,
+}
+
+/// SIGINT and SIGTERM, caught from before the first probe is attached: a
+/// stop request that arrives while attaching, or between attaching and the
+/// event loop, must still end in a clean stop (final drain, trace footer,
+/// probes detached), not in the default action killing the process.
+pub struct StopSignals {
+    sigint: Signal,
+    sigterm: Signal,
+}
+
+impl StopSignals {
+    /// Needs the runtime (call inside `block_on`).
+    pub fn install() -> anyhow::Result<Self> {
+        Ok(StopSignals {
+            sigint: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+            sigterm: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+        })
+    }
 }
 
 /// `StackSource` over the capture's stack map.
@@ -111,8 +139,11 @@ impl Live {
         duration: Option<Duration>,
         mut command: Option<tokio::process::Child>,
     ) -> anyhow::Result<Stop> {
-        let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-        let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        let mut sighup = if sink.reloads() {
+            Some(signal(SignalKind::hangup()).context("installing SIGHUP handler")?)
+        } else {
+            None
+        };
         let deadline = duration.map(|d| tokio::time::Instant::from_std(Instant::now() + d));
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -132,8 +163,11 @@ impl Live {
                     batch.clear();
                     sink.tick()?;
                 }
-                _ = sigint.recv() => break Stop::Signal("SIGINT"),
-                _ = sigterm.recv() => break Stop::Signal("SIGTERM"),
+                _ = self.signals.sigint.recv() => break Stop::Signal("SIGINT"),
+                _ = self.signals.sigterm.recv() => break Stop::Signal("SIGTERM"),
+                _ = async { sighup.as_mut().expect("guarded").recv().await }, if sighup.is_some() => {
+                    sink.reload();
+                }
                 status = async { command.as_mut().expect("guarded").wait().await }, if command.is_some() => {
                     break Stop::Command(status.context("waiting for the command")?);
                 }
@@ -220,6 +254,7 @@ pub fn loss_note(lost: u64) -> String {
 /// (with what to do) when this kernel or these privileges cannot work.
 pub fn prepare(args: &TraceArgs) -> anyhow::Result<(Live, TraceMeta)> {
     args.check_ring_bytes()?;
+    let signals = StopSignals::install()?;
     let info = KernelInfo::probe().context("reading the running kernel")?;
     let report = check(&info);
     if !report.ready() {
@@ -289,6 +324,7 @@ pub fn prepare(args: &TraceArgs) -> anyhow::Result<(Live, TraceMeta)> {
         symbols,
         records: 0,
         undecodable: 0,
+        signals,
     };
     Ok((live, meta))
 }

@@ -112,9 +112,20 @@ pub(crate) fn cow_fault(r: &CowFaultRecord, c: &KernelConsts) -> Option<CowFault
         _ => FaultKind::Write,
     };
     let shared_mapping = r.vm_flags & c.vm_shared != 0;
-    // `do_swap_page` starts from a swap entry, not a present PTE: it has no
-    // pfn, and the swap-in reuse decision needs a witness this record does
-    // not carry yet (see `Decision::Other`).
+    if site == Site::Swap {
+        let (decision, pfn) = swap_in(r, shared_mapping, c);
+        return Some(CowFault {
+            site,
+            fault,
+            address: r.address,
+            pfn,
+            new_pfn: None,
+            decision,
+            shared_mapping,
+            ret: r.ret,
+            page: page_state(&r.page, c),
+        });
+    }
     let start_present = r.orig_entry & c.pte_present != 0;
     let pfn = if start_present {
         entry_pfn(r.orig_entry, site, c)
@@ -137,6 +148,45 @@ pub(crate) fn cow_fault(r: &CowFaultRecord, c: &KernelConsts) -> Option<CowFault
         ret: r.ret,
         page: page_state(&r.page, c),
     })
+}
+
+/// A write fault on a swapped-out page (`do_swap_page`). The fault starts
+/// from a swap entry, so the page only exists at return: the record's page
+/// state and pfn are those of the page the PTE maps after the fault.
+///
+/// | witness (in order)                                   | decision |
+/// |------------------------------------------------------|----------|
+/// | error / retry return, VM_SHARED, not a write fault   | Other    |
+/// | `do_wp_page` ran inside (handed over; it decided)     | Other    |
+/// | PTE after unreadable or not present                  | Other    |
+/// | PTE after present and writable                       | Reuse    |
+/// | PTE after present, read-only                         | Other    |
+///
+/// Reuse is the swapped-in page mapped writable in place: 5.10's
+/// `reuse_swap_page` said yes, or (5.19+) the swap entry was anon-exclusive.
+/// On a handover the `site::WP` record of the nested `do_wp_page` carries
+/// the copy or reuse; this record then has no pfn (the page it started
+/// from is the WP record's).
+fn swap_in(r: &CowFaultRecord, shared_mapping: bool, c: &KernelConsts) -> (Decision, u64) {
+    let after_present = r.after_valid != 0 && r.entry_after & c.pte_present != 0;
+    let after_pfn = if after_present {
+        entry_pfn(r.entry_after, Site::Swap, c)
+    } else {
+        0
+    };
+    let failed = r.ret & (c.vm_fault_error_mask | c.vm_fault_retry) != 0;
+    let write = r.fault_flags & c.fault_flag_write != 0;
+    if failed || shared_mapping || !write || !after_present {
+        return (Decision::Other, after_pfn);
+    }
+    if r.nested_wp != 0 {
+        return (Decision::Other, 0);
+    }
+    if r.entry_after & c.pte_write != 0 {
+        (Decision::Reuse, after_pfn)
+    } else {
+        (Decision::Other, after_pfn)
+    }
 }
 
 /// The decision table. Each early return is a case where the kernel took no
@@ -338,16 +388,52 @@ mod tests {
         assert_eq!(decode(&r).decision, Decision::Other);
     }
 
+    /// A write fault on a swap entry, with `after` read back at return.
+    fn swap(after: u64) -> CowFaultRecord {
+        CowFaultRecord {
+            site: site::SWAP,
+            orig_entry: 0x3_4500, // a swap entry: present bit clear
+            ..rec(after)
+        }
+    }
+
     #[test]
-    fn swap_entry_start_has_no_pfn() {
-        let mut r = rec(pte(NEW_PFN, PRESENT | RW));
-        r.site = site::SWAP;
-        r.orig_entry = 0x3_4500; // a swap entry: present bit clear
+    fn swap_in_mapped_writable_is_reuse_of_the_page_after() {
+        let f = decode(&swap(pte(PFN, PRESENT | RW)));
+        assert_eq!(f.site, Site::Swap);
+        assert_eq!((f.pfn, f.decision, f.new_pfn), (PFN, Decision::Reuse, None));
+    }
+
+    #[test]
+    fn swap_in_handed_over_to_do_wp_page_is_other_without_pfn() {
+        // The nested do_wp_page copied: the PTE is writable on a new page,
+        // but the decision is the WP record's, not the swap-in's.
+        let mut r = swap(pte(NEW_PFN, PRESENT | RW));
+        r.nested_wp = 1;
         let f = decode(&r);
-        assert_eq!(
-            (f.site, f.pfn, f.decision),
-            (Site::Swap, 0, Decision::Other)
-        );
+        assert_eq!((f.pfn, f.decision), (0, Decision::Other));
+    }
+
+    #[test]
+    fn swap_in_not_reused_cases_are_other() {
+        // Mapped read-only (no write fault, or a page left shared).
+        assert_eq!(decode(&swap(pte(PFN, PRESENT))).decision, Decision::Other);
+        // Not mapped after (error, or a racing zap).
+        assert_eq!(decode(&swap(pte(PFN, RW))).decision, Decision::Other);
+        let mut r = swap(pte(PFN, PRESENT | RW));
+        r.after_valid = 0;
+        assert_eq!(decode(&r).decision, Decision::Other);
+        for ret in [VM_FAULT_OOM, VM_FAULT_RETRY] {
+            let mut r = swap(pte(PFN, PRESENT | RW));
+            r.ret = ret;
+            assert_eq!(decode(&r).decision, Decision::Other, "ret {ret:#x}");
+        }
+        let mut r = swap(pte(PFN, PRESENT | RW));
+        r.fault_flags = 0;
+        assert_eq!(decode(&r).decision, Decision::Other);
+        let mut r = swap(pte(PFN, PRESENT | RW));
+        r.vm_flags |= VM_SHARED;
+        assert_eq!(decode(&r).decision, Decision::Other);
     }
 
     fn thp(after: u64, ret: u32) -> CowFaultRecord {

@@ -153,6 +153,17 @@ const PAGE_TASK_FIELDS: &[&str] = &[
     VMEMMAP_FIELD, PAGE_SIZE_FIELD, PG_HEAD_FIELD, "page_flags", "page_refcount",
     "page_mapcount", "page_mapping", "page_compound_head", "task_mm",
 ];
+#[rustfmt::skip]
+const HUGETLB_FIELDS: &[&str] = &[
+    VMEMMAP_FIELD, PAGE_SIZE_FIELD, PG_HEAD_FIELD, "page_flags", "page_refcount",
+    "page_mapcount", "page_mapping", "page_compound_head", "vma_mm", "vma_flags", "task_mm",
+];
+#[rustfmt::skip]
+const HUGETLB_VMF_FIELDS: &[&str] = &[
+    VMEMMAP_FIELD, PAGE_SIZE_FIELD, PG_HEAD_FIELD, "page_flags", "page_refcount",
+    "page_mapcount", "page_mapping", "page_compound_head", "vmf_vma", "vmf_address",
+    "vmf_flags", "vmf_pte", "vma_mm", "vma_flags", "task_mm",
+];
 const FORK_VMA_FIELDS: &[&str] = &["vma_mm", "vma_start", "vma_end", "vma_flags", "task_mm"];
 /// Every record header carries `current->mm`.
 const HEADER_FIELDS: &[&str] = &["task_mm"];
@@ -425,6 +436,91 @@ pub const HOOKS: &[HookSpec] = &[
             TASK_FIELDS,
         )],
     },
+    HookSpec {
+        id: hook::SWAP,
+        required: false,
+        // The do_wp_page entry probe marks a swap-in it was handed over from.
+        depends_on: &[hook::WP_FAULT],
+        lost: "swap-in decisions (a write fault on a swapped-out page reused in place by \
+               do_swap_page, or handed over to do_wp_page): on 5.10 this is where a page \
+               held by GUP in another process is reused and the holder sees the write",
+        alternatives: &[AltSpec {
+            optional_fields: PAGE_OPTIONAL,
+            args: &[param("do_swap_page", 0, "vmf")],
+            ..alt(
+                &[
+                    kp(prog::SWAP_ENTRY, "do_swap_page"),
+                    kret(prog::SWAP_EXIT, "do_swap_page"),
+                ],
+                WP_FIELDS,
+            )
+        }],
+    },
+    HookSpec {
+        id: hook::HUGETLB,
+        required: false,
+        depends_on: &[],
+        lost: "hugetlb write-fault decisions (reuse or copy of a MAP_HUGETLB page)",
+        alternatives: &[
+            // hugetlb_wp(vmf)
+            AltSpec {
+                optional_fields: PAGE_OPTIONAL,
+                args: &[param("hugetlb_wp", 0, "vmf")],
+                ..alt(
+                    &[
+                        kp(prog::HUGETLB_ENTRY_VMF0, "hugetlb_wp"),
+                        kret(prog::HUGETLB_EXIT, "hugetlb_wp"),
+                    ],
+                    HUGETLB_VMF_FIELDS,
+                )
+            },
+            // 6.10+: hugetlb_wp(pagecache_folio, vmf)
+            AltSpec {
+                optional_fields: PAGE_OPTIONAL,
+                args: &[param("hugetlb_wp", 1, "vmf")],
+                ..alt(
+                    &[
+                        kp(prog::HUGETLB_ENTRY_VMF1, "hugetlb_wp"),
+                        kret(prog::HUGETLB_EXIT, "hugetlb_wp"),
+                    ],
+                    HUGETLB_VMF_FIELDS,
+                )
+            },
+            // 6.1: hugetlb_wp(mm, vma, address, ptep, flags, pagecache_page, ptl)
+            AltSpec {
+                optional_fields: PAGE_OPTIONAL,
+                args: &[
+                    param("hugetlb_wp", 1, "vma"),
+                    param("hugetlb_wp", 2, "address"),
+                    param("hugetlb_wp", 3, "ptep"),
+                    param("hugetlb_wp", 4, "flags"),
+                ],
+                ..alt(
+                    &[
+                        kp(prog::HUGETLB_ENTRY_FLAGS, "hugetlb_wp"),
+                        kret(prog::HUGETLB_EXIT, "hugetlb_wp"),
+                    ],
+                    HUGETLB_FIELDS,
+                )
+            },
+            // 5.10: hugetlb_cow(mm, vma, address, ptep, pagecache_page, ptl)
+            AltSpec {
+                optional_fields: PAGE_OPTIONAL,
+                args: &[
+                    param("hugetlb_cow", 1, "vma"),
+                    param("hugetlb_cow", 2, "address"),
+                    param("hugetlb_cow", 3, "ptep"),
+                ],
+                ..alt(
+                    &[
+                        kp(prog::HUGETLB_ENTRY_COW, "hugetlb_cow"),
+                        kret(prog::HUGETLB_EXIT, "hugetlb_cow"),
+                    ],
+                    HUGETLB_FIELDS,
+                )
+            },
+        ],
+    },
 ];
 
 #[cfg(test)]
@@ -457,6 +553,13 @@ mod tests {
             prog::WP_EXIT,
             prog::THP_ENTRY,
             prog::THP_EXIT,
+            prog::SWAP_ENTRY,
+            prog::SWAP_EXIT,
+            prog::HUGETLB_ENTRY_COW,
+            prog::HUGETLB_ENTRY_FLAGS,
+            prog::HUGETLB_ENTRY_VMF1,
+            prog::HUGETLB_ENTRY_VMF0,
+            prog::HUGETLB_EXIT,
             prog::GUP_SLOW_START,
             prog::GUP_FOLLOW_PTE,
             prog::GUP_SLOW_PF,

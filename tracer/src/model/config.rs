@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::alert::{RuleId, Severity};
 use super::event::Comm;
+use super::service_config::{self, FiltersConfig, MetricsConfig, RecordConfig, SinkConfig};
 
 /// Everything the engine can be told. All sections are optional.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -18,6 +19,11 @@ pub struct Config {
     pub allow: AllowConfig,
     pub cow_storm: CowStormConfig,
     pub rules: RulesConfig,
+    /// Service sections (`watch --config`): see `service_config`.
+    pub filters: FiltersConfig,
+    pub sinks: Vec<SinkConfig>,
+    pub record: RecordConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// Caps on the engine's state (see `default-config.toml` for the why).
@@ -170,6 +176,8 @@ pub enum ConfigError {
     Toml(#[from] toml::de::Error),
     #[error("invalid config: {key}: {reason}")]
     Value { key: &'static str, reason: String },
+    #[error("invalid config: sinks[{index}]: {reason}")]
+    Sink { index: usize, reason: String },
 }
 
 impl Config {
@@ -226,7 +234,7 @@ impl Config {
                 });
             }
         }
-        Ok(())
+        service_config::validate(&self.filters, &self.sinks, &self.record, &self.metrics)
     }
 }
 

@@ -455,6 +455,7 @@ impl Engine {
         // references its reported refcount no longer accounts for.
         let facts = FaultFacts {
             task: &ev.task,
+            site: SITES[site_index(f.site)].1,
             fault: f.fault,
             address: f.address,
             pfn: f.pfn,
@@ -959,6 +960,12 @@ impl Engine {
         self.pages
             .iter()
             .all(|(_, p)| p.holders.iter().all(|h| h.refs > 0))
+    }
+
+    /// Evictions so far, without building a report (metrics read it
+    /// every tick).
+    pub fn evictions(&self) -> Evictions {
+        self.evictions
     }
 
     /// Current table sizes, for tests and self-observability.

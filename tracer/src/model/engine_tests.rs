@@ -472,6 +472,7 @@ fn foreign_holder_observing_a_reuse_is_critical_but_own_pins_are_not() {
     assert_eq!((a.pid, a.pfn, a.severity), (APP, 0x11, Severity::Critical));
     assert_eq!(a.holder.as_ref().map(|h| h.pid), Some(200));
     assert!(a.message.contains("pid 200 (reader)"), "{}", a.message);
+    assert!(a.message.contains("do_wp_page"), "{}", a.message);
 }
 
 #[test]
@@ -909,9 +910,71 @@ fn swap_reuse_on_5_10_lets_a_foreign_holder_observe_the_write() {
         Some((APP, false))
     );
     assert!(a.message.contains("sole_mapping"), "{}", a.message);
+    // The deciding path is named, and both sides.
+    assert!(a.message.contains("do_swap_page"), "{}", a.message);
+    assert!(
+        a.message.contains(&format!("pid {CHILD} (app)"))
+            && a.message.contains(&format!("pid {APP} (app)")),
+        "{}",
+        a.message
+    );
     assert_eq!(
         reason_count(&e.report(), "reuse", "write", "sole_mapping"),
         1
+    );
+}
+
+/// A THP or swap-in reuse of a page only this process references (its own
+/// vmsplice, or a foreign reference the refcount no longer has room for)
+/// is not a leak.
+#[test]
+fn huge_and_swap_reuses_of_own_or_released_references_do_not_alert() {
+    let app = task(APP, "app");
+    let child = task(CHILD, "app");
+    let at = |site, b: Body| match b {
+        Body::CowFault(mut f) => {
+            f.site = site;
+            Body::CowFault(f)
+        }
+        other => other,
+    };
+    let events = vec![
+        // The app's own reference, then its own THP reuse.
+        ev(
+            1,
+            app,
+            MM,
+            gup(BASE, 0x200, false, false, anon(2, 1, None), None),
+        ),
+        ev(
+            2,
+            app,
+            MM,
+            at(Site::Thp, write_reuse(BASE, 0x200, anon(2, 1, None))),
+        ),
+        // The child's reference on another page, released before the
+        // parent's swap-in reuse: refcount 1 is the mapping alone.
+        ev(
+            3,
+            child,
+            CHILD_MM,
+            gup(BASE + PAGE, 0x300, false, false, anon(2, 1, None), None),
+        ),
+        ev(
+            4,
+            app,
+            MM,
+            at(
+                Site::Swap,
+                write_reuse(BASE + PAGE, 0x300, anon(1, 1, None)),
+            ),
+        ),
+    ];
+    let mut e = Engine::new(Config::default(), caps(false));
+    let alerts = run(&mut e, &events);
+    assert!(
+        !rules_of(&alerts).contains(&RuleId::GupRefThenReuse),
+        "{alerts:?}"
     );
 }
 

@@ -15,6 +15,7 @@ mod pages;
 pub mod reason;
 pub mod report;
 pub mod rules;
+pub mod service_config;
 #[cfg(test)]
 pub(crate) mod testkit;
 

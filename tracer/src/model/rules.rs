@@ -55,6 +55,8 @@ fn fault_verb(fault: FaultKind) -> &'static str {
 
 pub(crate) struct FaultFacts<'a> {
     pub task: &'a Task,
+    /// The deciding path's short name (`wp`, `swap`, `thp`, `hugetlb`).
+    pub site: &'static str,
     pub fault: FaultKind,
     pub address: u64,
     pub pfn: u64,
@@ -111,15 +113,26 @@ pub(crate) fn gup_ref_then_cow(f: &FaultFacts<'_>, h: &HolderRec) -> String {
     )
 }
 
+/// The kernel function behind a site name, as a reader would grep for it.
+fn site_path(site: &str) -> &'static str {
+    match site {
+        "swap" => "swap-in (do_swap_page)",
+        "thp" => "huge PMD (do_huge_pmd_wp_page)",
+        "hugetlb" => "hugetlb (hugetlb_cow / hugetlb_wp)",
+        _ => "write-protect (do_wp_page)",
+    }
+}
+
 pub(crate) fn gup_ref_then_reuse(f: &FaultFacts<'_>, h: &HolderRec, reason: &str) -> String {
     format!(
-        "{} {} {:#x} in place (pfn {:#x} reused: {reason}) while {} holds a {} on it taken \
-         through another process or address space ({} ago at {:#x}): the holder observes \
-         this process's write.",
+        "{} {} {:#x} in place (pfn {:#x} reused by the {} path: {reason}) while {} holds a {} \
+         on it taken through another process or address space ({} ago at {:#x}): the holder \
+         observes this process's write.",
         who(f.task.pid, &f.task.comm),
         fault_verb(f.fault),
         f.address,
         f.pfn,
+        site_path(f.site),
         who(h.pid, &h.comm),
         grab_kind(h),
         fmt_ns(f.now.saturating_sub(h.time_ns)),

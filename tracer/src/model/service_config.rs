@@ -263,10 +263,7 @@ pub const FACILITIES: [(&str, u8); 20] = [
 ];
 
 pub fn facility_code(name: &str) -> Option<u8> {
-    FACILITIES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|&(_, c)| c)
+    FACILITIES.iter().find(|(n, _)| *n == name).map(|&(_, c)| c)
 }
 
 impl SinkConfig {
@@ -324,7 +321,9 @@ impl SinkConfig {
                 ));
             }
         }
-        let s: SinkConfig = t.try_into().map_err(|e: toml::de::Error| e.message().to_string())?;
+        let s: SinkConfig = t
+            .try_into()
+            .map_err(|e: toml::de::Error| e.message().to_string())?;
         s.validate(0).map_err(|e| e.to_string())?;
         Ok(s)
     }
@@ -506,10 +505,16 @@ mod tests {
     fn invalid_service_sections_name_the_problem() {
         for (text, want) in [
             ("[[sinks]]\ntype = \"carrier-pigeon\"\n", "carrier-pigeon"),
-            ("[[sinks]]\ntype = \"stdout\"\nfromat = \"json\"\n", "fromat"),
+            (
+                "[[sinks]]\ntype = \"stdout\"\nfromat = \"json\"\n",
+                "fromat",
+            ),
             ("[[sinks]]\ntype = \"stdout\"\nformat = \"xml\"\n", "xml"),
             ("[[sinks]]\ntype = \"jsonl\"\n", "path"),
-            ("[[sinks]]\ntype = \"webhook\"\nurl = \"ftp://x\"\n", "sinks[0]"),
+            (
+                "[[sinks]]\ntype = \"webhook\"\nurl = \"ftp://x\"\n",
+                "sinks[0]",
+            ),
             (
                 "[[sinks]]\ntype = \"stdout\"\n[[sinks]]\ntype = \"webhook\"\nurl = \"http://a\"\nbatch_size = 0\n",
                 "sinks[1]: batch_size",
@@ -518,7 +523,10 @@ mod tests {
                 "[[sinks]]\ntype = \"webhook\"\nurl = \"http://a\"\ntimeout_secs = -1\n",
                 "timeout_secs",
             ),
-            ("[[sinks]]\ntype = \"syslog\"\nfacility = \"kitchen\"\n", "kitchen"),
+            (
+                "[[sinks]]\ntype = \"syslog\"\nfacility = \"kitchen\"\n",
+                "kitchen",
+            ),
             ("[[sinks]]\ntype = \"stdout\"\nqueue = 0\n", "queue"),
             (
                 "[[sinks]]\ntype = \"stdout\"\nname = \"a\"\n[[sinks]]\ntype = \"syslog\"\nname = \"a\"\n",
@@ -529,7 +537,10 @@ mod tests {
             ("[record]\nmax_size = 0\n", "greater than 0"),
             ("[record]\npaht = \"x\"\n", "paht"),
             ("[metrics]\nlisten = \"localhost\"\n", "metrics.listen"),
-            ("[filters]\ncomm = \"a-very-long-process-name\"\n", "filters.comm"),
+            (
+                "[filters]\ncomm = \"a-very-long-process-name\"\n",
+                "filters.comm",
+            ),
             ("[filters]\npids = [1]\n", "pids"),
         ] {
             let e = err(text);
@@ -545,7 +556,14 @@ mod tests {
         assert_eq!(ok("jsonl=/tmp/a.jsonl"), Ok("jsonl"));
         assert_eq!(ok("syslog"), Ok("syslog"));
         assert_eq!(ok("webhook=http://127.0.0.1:9/x"), Ok("webhook"));
-        for bad in ["jsonl", "webhook=", "webhook=gopher://x", "stdout=xml", "syslog=x", "kafka=x"] {
+        for bad in [
+            "jsonl",
+            "webhook=",
+            "webhook=gopher://x",
+            "stdout=xml",
+            "syslog=x",
+            "kafka=x",
+        ] {
             assert!(SinkConfig::from_flag(bad).is_err(), "{bad}");
         }
         let names = sink_names(&[

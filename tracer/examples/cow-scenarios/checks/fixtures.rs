@@ -52,6 +52,7 @@ impl Rec {
                 child_pid: Some(CHILD),
                 steps,
                 pipe_shows_old_data: None,
+                swapped_out: None,
             },
             events: Vec::new(),
             alerts: Vec::new(),
@@ -364,5 +365,94 @@ pub fn iouring(n: usize) -> Rec {
         rec.events.push(unpin(PARENT, pfn));
     }
     rec.alerts.push(alert("fork-with-pins", PARENT, 0));
+    rec
+}
+
+/// A `cow` event at another site.
+pub fn cow_at(site: &str, event: Value) -> Value {
+    with(event, json!({ "site": site }))
+}
+
+/// An alert naming its holder.
+pub fn alert_with_holder(rule: &str, pid: u32, page: usize, holder: u32, message: &str) -> Value {
+    with(
+        alert(rule, pid, page),
+        json!({"severity": "critical", "holder": {"pid": holder, "comm": "cow-scenarios",
+               "pin": false}, "message": message}),
+    )
+}
+
+/// swap-private-write: every page swapped out, then reused in place at
+/// the swap site on the page pagemap shows after the write.
+pub fn swap_private(n: usize) -> Rec {
+    let after = fresh(n, 5000);
+    let mut rec = Rec::new(
+        Workload::SwapPrivateWrite,
+        n,
+        vec![Step::measured(
+            step::PARENT_WRITE,
+            PARENT,
+            vec![0; n],
+            after.clone(),
+        )],
+    );
+    rec.truth.child_pid = None;
+    rec.truth.swapped_out = Some(n);
+    for (i, &pfn) in after.iter().enumerate() {
+        rec.events.push(cow_at(
+            "swap",
+            cow(PARENT, i, "write", pfn, None, "reuse", 1, 1),
+        ));
+    }
+    rec
+}
+
+/// vmsplice-swap-leak: the child's references, then the parent's swap-in
+/// writes; `leaked` is the 5.10 outcome (reuse, the pipe shows new data),
+/// otherwise the 5.19+ one (hand-over and copy, the pipe shows old data).
+pub fn swap_leak(n: usize, leaked: bool) -> Rec {
+    let (p, w) = (orig(n), fresh(n, 7000));
+    let after = if leaked { p.clone() } else { w.clone() };
+    let mut rec = Rec::new(
+        Workload::VmspliceSwapLeak,
+        n,
+        vec![Step::measured(
+            step::PARENT_WRITE,
+            PARENT,
+            vec![0; n],
+            after,
+        )],
+    );
+    rec.truth.swapped_out = Some(n);
+    rec.truth.pipe_shows_old_data = Some(!leaked);
+    rec.events.push(fork(PARENT, CHILD));
+    for (i, &pfn) in p.iter().enumerate() {
+        rec.events
+            .push(gup(CHILD, i, pfn, false, false, false, &[]));
+    }
+    for i in 0..n {
+        if leaked {
+            rec.events.push(cow_at(
+                "swap",
+                cow(PARENT, i, "write", p[i], None, "reuse", 2, 1),
+            ));
+        } else {
+            rec.events.push(cow_at(
+                "swap",
+                cow(PARENT, i, "write", 0, None, "other", 3, 1),
+            ));
+            rec.events
+                .push(cow(PARENT, i, "write", p[i], Some(w[i]), "copy", 3, 1));
+        }
+    }
+    if leaked {
+        rec.alerts.push(alert_with_holder(
+            "gup-ref-then-reuse",
+            PARENT,
+            0,
+            CHILD,
+            "reused by the swap-in (do_swap_page) path",
+        ));
+    }
     rec
 }

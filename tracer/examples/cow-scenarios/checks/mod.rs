@@ -10,9 +10,15 @@ mod counters;
 #[cfg(test)]
 mod fixtures;
 mod fork_writes;
+mod huge;
 mod iouring;
 mod plan;
 mod ro_pin;
+pub mod robust;
+pub mod service;
+mod swap;
+#[cfg(test)]
+mod swap_tests;
 #[cfg(test)]
 mod tests;
 mod view;
@@ -125,21 +131,27 @@ pub fn check(workload: Workload, inputs: &Inputs<'_>) -> Verdict {
             workload.name()
         ));
     }
-    let Some(child) = truth.child_pid else {
-        return Verdict::failed("truth names no child pid");
-    };
-    let scenario: Result<(), TruthError> = match workload {
-        Workload::ForkChildWrites => fork_writes::check(&mut c, inputs, child, false),
-        Workload::Overload => fork_writes::check(&mut c, inputs, child, true),
-        Workload::RoPinAfterFork => ro_pin::check(&mut c, inputs, child),
-        Workload::VmspliceThenWrite => vmsplice::check(&mut c, inputs, child),
-        Workload::IouringPin => iouring::check(&mut c, inputs, child),
+    // swap-private-write has no companion process; every other workload has one.
+    let child = truth.child_pid;
+    let scenario: Result<(), TruthError> = match (workload, child) {
+        (Workload::SwapPrivateWrite, _) => swap::check_private(&mut c, inputs),
+        (_, None) => return Verdict::failed("truth names no child pid"),
+        (Workload::SwapSharedWrite, Some(_)) => swap::check_shared(&mut c, inputs),
+        (Workload::VmspliceSwapLeak, Some(ch)) => swap::check_leak(&mut c, inputs, ch),
+        (Workload::ThpVmspliceLeak, Some(ch)) => huge::check_thp_leak(&mut c, inputs, ch),
+        (Workload::HugetlbForkWrite, Some(_)) => huge::check_hugetlb(&mut c, inputs),
+        (Workload::ForkChildWrites, Some(ch)) => fork_writes::check(&mut c, inputs, ch, false),
+        (Workload::Overload, Some(ch)) => fork_writes::check(&mut c, inputs, ch, true),
+        (Workload::RoPinAfterFork, Some(ch)) => ro_pin::check(&mut c, inputs, ch),
+        (Workload::VmspliceThenWrite, Some(ch)) => vmsplice::check(&mut c, inputs, ch),
+        (Workload::IouringPin, Some(ch)) => iouring::check(&mut c, inputs, ch),
     };
     if let Err(e) = scenario {
         c.fail(e.to_string());
     }
     counters::check_loss(&mut c, inputs, workload == Workload::Overload);
-    counters::check_report_counters(&mut c, inputs, &[truth.parent_pid, child]);
+    let pids: Vec<u32> = std::iter::once(truth.parent_pid).chain(child).collect();
+    counters::check_report_counters(&mut c, inputs, &pids);
     c.finish()
 }
 

@@ -3,8 +3,10 @@
 //! PFNs and, where it matters, what a referenced view still shows).
 
 mod fork_writes;
+mod huge;
 mod iouring;
 mod ro_pin;
+mod swap;
 mod vmsplice;
 
 use crate::buffer::AnonBuffer;
@@ -24,15 +26,30 @@ pub enum Workload {
     IouringPin,
     /// fork-child-writes on many pages, to overrun a small ring buffer.
     Overload,
+    /// MADV_PAGEOUT our own pages, then write: swap-in reuses in place.
+    SwapPrivateWrite,
+    /// MADV_PAGEOUT, fork (child keeps the swap entries), parent writes, child reads.
+    SwapSharedWrite,
+    /// fork; child vmsplices and unmaps; parent pages out, writes, reads the pipe.
+    VmspliceSwapLeak,
+    /// fork; child vmsplices part of a THP and unmaps it; parent writes, reads the pipe.
+    ThpVmspliceLeak,
+    /// MAP_HUGETLB page: parent writes while a child maps it, then alone.
+    HugetlbForkWrite,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 10] = [
         Workload::ForkChildWrites,
         Workload::RoPinAfterFork,
         Workload::VmspliceThenWrite,
         Workload::IouringPin,
         Workload::Overload,
+        Workload::SwapPrivateWrite,
+        Workload::SwapSharedWrite,
+        Workload::VmspliceSwapLeak,
+        Workload::ThpVmspliceLeak,
+        Workload::HugetlbForkWrite,
     ];
 
     /// The four that show distinct kernel behaviour (the demo's set).
@@ -50,6 +67,11 @@ impl Workload {
             Workload::VmspliceThenWrite => "vmsplice-then-write",
             Workload::IouringPin => "iouring-pin",
             Workload::Overload => "overload",
+            Workload::SwapPrivateWrite => "swap-private-write",
+            Workload::SwapSharedWrite => "swap-shared-write",
+            Workload::VmspliceSwapLeak => "vmsplice-swap-leak",
+            Workload::ThpVmspliceLeak => "thp-vmsplice-leak",
+            Workload::HugetlbForkWrite => "hugetlb-fork-write",
         }
     }
 
@@ -84,6 +106,24 @@ impl Workload {
             Workload::Overload => {
                 "== overload: thousands of copies at once, to show that lost events are reported"
             }
+            Workload::SwapPrivateWrite => {
+                "== swap-in, then write: our own pages come back from swap and are reused in place"
+            }
+            Workload::SwapSharedWrite => {
+                "== swap-in of fork-shared pages, then write: do_swap_page hands the fault to the \
+                 write-protect path, which copies"
+            }
+            Workload::VmspliceSwapLeak => {
+                "== vmsplice, unmap, swap out, write: before 5.19 the swap-in reuses the page the \
+                 pipe still holds, and the pipe shows the writer's new data"
+            }
+            Workload::ThpVmspliceLeak => {
+                "== vmsplice part of a THP, unmap, write: before 5.19 the whole huge page is reused \
+                 while the pipe holds it; later kernels split it and copy"
+            }
+            Workload::HugetlbForkWrite => {
+                "== hugetlb page after fork: copied while the child maps it, reused once alone"
+            }
         }
     }
 
@@ -94,6 +134,11 @@ impl Workload {
             Workload::RoPinAfterFork => ro_pin::run(ctx),
             Workload::VmspliceThenWrite => vmsplice::run(ctx),
             Workload::IouringPin => iouring::run(ctx),
+            Workload::SwapPrivateWrite => swap::private_write(ctx),
+            Workload::SwapSharedWrite => swap::shared_write(ctx),
+            Workload::VmspliceSwapLeak => swap::vmsplice_leak(ctx),
+            Workload::ThpVmspliceLeak => huge::thp_vmsplice_leak(ctx),
+            Workload::HugetlbForkWrite => huge::hugetlb_fork_write(ctx),
         }
     }
 }
@@ -171,6 +216,7 @@ impl Ctx {
             child_pid,
             steps,
             pipe_shows_old_data: None,
+            swapped_out: None,
         })
     }
 }

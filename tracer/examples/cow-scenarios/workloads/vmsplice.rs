@@ -49,7 +49,7 @@ pub(super) fn run(ctx: Ctx) -> anyhow::Result<Truth> {
 }
 
 /// The whole buffer must fit in the pipe, or vmsplice would block.
-fn make_room(pipe: &Pipe, len: usize) -> anyhow::Result<()> {
+pub(super) fn make_room(pipe: &Pipe, len: usize) -> anyhow::Result<()> {
     let want = libc::c_int::try_from(len.next_power_of_two().max(1 << 16))
         .context("buffer too large for one pipe")?;
     // SAFETY: fcntl on a descriptor we own.
@@ -63,7 +63,7 @@ fn make_room(pipe: &Pipe, len: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn vmsplice_all(pipe: &Pipe, buf: &AnonBuffer) -> anyhow::Result<()> {
+pub(super) fn vmsplice_all(pipe: &Pipe, buf: &AnonBuffer) -> anyhow::Result<()> {
     let mut done = 0usize;
     while done < buf.len() {
         let iov = libc::iovec {
