@@ -83,7 +83,10 @@ fn noise(n: u64) -> u64 {
 
 /// The child of round `round`: its pid and (raw) mm.
 fn child_of(round: u64) -> (u32, u64) {
-    (PARENT_PID + 1 + round as u32, PARENT_MM + ((round + 1) << 20))
+    (
+        PARENT_PID + 1 + round as u32,
+        PARENT_MM + ((round + 1) << 20),
+    )
 }
 
 fn header<T>(kind: u16, time_ns: u64, pid: u32, mm: u64) -> Header {
@@ -126,7 +129,7 @@ fn records_at(n: u64, out: &mut Vec<Raw>) {
     let round = n / (2 * PAGES);
     let (child_pid, child_mm) = child_of(round);
     let time_ns = 1_000_000_000 + n * FAULT_GAP_NS;
-    if n % (2 * PAGES) == 0 {
+    if n.is_multiple_of(2 * PAGES) {
         out.push(Raw::Fork(TaskForkRecord {
             hdr: header::<TaskForkRecord>(kind::TASK_FORK, time_ns, PARENT_PID, PARENT_MM),
             child_pid,
@@ -184,9 +187,7 @@ fn fault_record(n: u64) -> CowFaultRecord {
 fn record_bytes<T: Copy>(rec: &T) -> &[u8] {
     // SAFETY: tracer-common's records are `repr(C)` plain old data with
     // explicit padding fields (no uninitialised bytes); the slice borrows `rec`.
-    unsafe {
-        std::slice::from_raw_parts((rec as *const T).cast::<u8>(), std::mem::size_of::<T>())
-    }
+    unsafe { std::slice::from_raw_parts((rec as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
 }
 
 fn meta() -> TraceMeta {
@@ -274,7 +275,11 @@ fn main() -> anyhow::Result<()> {
     write_s += t.elapsed().as_secs_f64();
     let live_report = engine.report();
     anyhow::ensure!(decoded >= total, "{decoded} events from {total} faults");
-    anyhow::ensure!(summary.events == decoded, "{} events written", summary.events);
+    anyhow::ensure!(
+        summary.events == decoded,
+        "{} events written",
+        summary.events
+    );
 
     // 2. Replay path: trace file -> events -> engine.
     let mut reader = TraceReader::open(std::slice::from_ref(&path))?;
@@ -287,7 +292,10 @@ fn main() -> anyhow::Result<()> {
         replayed += 1;
     }
     let replay_s = t.elapsed().as_secs_f64();
-    anyhow::ensure!(replayed == decoded, "{replayed} events replayed of {decoded}");
+    anyhow::ensure!(
+        replayed == decoded,
+        "{replayed} events replayed of {decoded}"
+    );
     anyhow::ensure!(
         replay.report().events == live_report.events,
         "the replayed report differs from the live one"

@@ -56,7 +56,7 @@ impl Host {
             },
             mapcount: 1 + (self.rng.next() % 2) as i32,
             anon: true,
-            anon_exclusive: Some(self.rng.next() % 2 == 0),
+            anon_exclusive: Some(self.rng.next().is_multiple_of(2)),
             ksm: false,
             swapcache: false,
             large: false,
@@ -72,7 +72,7 @@ impl Host {
         let roll = self.rng.next() % 1000;
         let body = match roll {
             0..700 => {
-                let copy = roll % 2 == 0;
+                let copy = roll.is_multiple_of(2);
                 Body::CowFault(CowFault {
                     site: Site::Wp,
                     fault: if roll % 10 == 1 {
@@ -90,11 +90,11 @@ impl Host {
                     },
                     shared_mapping: false,
                     ret: 0,
-                    page: self.page_state(roll % 7 == 0),
+                    page: self.page_state(roll.is_multiple_of(7)),
                 })
             }
             700..850 => Body::Gup(Gup {
-                path: if roll % 2 == 0 {
+                path: if roll.is_multiple_of(2) {
                     GupPath::Fast
                 } else {
                     GupPath::Slow
@@ -102,9 +102,9 @@ impl Host {
                 address,
                 pfn,
                 refs: 1,
-                pin: roll % 3 != 0,
-                write: roll % 5 == 0,
-                longterm: roll % 4 == 0,
+                pin: !roll.is_multiple_of(3),
+                write: roll.is_multiple_of(5),
+                longterm: roll.is_multiple_of(4),
                 force: false,
                 failed: false,
                 page: self.page_state(false),
@@ -113,7 +113,7 @@ impl Host {
             850..990 => Body::Unpin(Unpin {
                 pfn,
                 refs: 1,
-                pin: roll % 3 != 0,
+                pin: !roll.is_multiple_of(3),
                 refcount_before: 1025,
             }),
             990..995 => Body::ForkVma(ForkVma {

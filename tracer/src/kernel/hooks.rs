@@ -199,7 +199,9 @@ pub const HOOKS: &[HookSpec] = &[
         id: hook::THP_WP,
         required: false,
         depends_on: &[],
-        lost: "THP whole-page decisions (write faults on PMD-mapped huge pages)",
+        lost: "THP whole-page decisions (write faults on PMD-mapped huge pages): on 5.10 \
+               where a THP held by GUP in another process is reused whole and the holder \
+               sees the write",
         alternatives: &[AltSpec {
             optional_fields: &["vmf_orig_pmd", "folio_large_mapcount"],
             args: &[

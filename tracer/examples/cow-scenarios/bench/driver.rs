@@ -94,7 +94,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<bool> {
         // workload is slower (seen: 1.3x on cow-storm), which would skew
         // every ratio against the untraced run that follows.
         if let Err(e) = run_one(cfg, w, Mode::Untraced) {
-            eprintln!("cow-scenarios: bench: warm-up of {} failed: {e:#}", w.name());
+            eprintln!(
+                "cow-scenarios: bench: warm-up of {} failed: {e:#}",
+                w.name()
+            );
         }
         for mode in Mode::ALL {
             let line = match run_one(cfg, w, mode) {

@@ -84,8 +84,14 @@ mod tests {
 
     #[test]
     fn run_lines_round_trip_through_noisy_output() {
-        let m = Measured { ops: 65536, ns: 464_000_000 };
-        let out = format!("alert: x\n[  3.1] noise {}\n{{\"events\":3}}\n", run_line(&m));
+        let m = Measured {
+            ops: 65536,
+            ns: 464_000_000,
+        };
+        let out = format!(
+            "alert: x\n[  3.1] noise {}\n{{\"events\":3}}\n",
+            run_line(&m)
+        );
         assert_eq!(find_run_line(&out), Some(m));
         assert_eq!(find_run_line("no result here\n"), None);
         assert_eq!(find_run_line("COWTRACE-BENCH-RUN {\"ops\":1}\n"), None);

@@ -115,8 +115,7 @@ pub fn gup_storm(quick: bool) -> anyhow::Result<Measured> {
         }
         // SAFETY: the buffer outlives the registration, which ends below
         // (or when `ring` is dropped first, on an early return).
-        unsafe { ring.submitter().register_buffers(&[iov]) }
-            .context("IORING_REGISTER_BUFFERS")?;
+        unsafe { ring.submitter().register_buffers(&[iov]) }.context("IORING_REGISTER_BUFFERS")?;
         ring.submitter()
             .unregister_buffers()
             .context("IORING_UNREGISTER_BUFFERS")?;

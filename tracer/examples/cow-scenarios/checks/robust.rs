@@ -9,8 +9,13 @@ use std::time::Duration;
 use super::{Checker, Verdict};
 use crate::runner::{Finished, excerpt_one_line};
 
-/// How long `record` may take to exit after SIGTERM (flush, detach).
-pub const SIGTERM_EXIT_LIMIT: Duration = Duration::from_secs(1);
+/// How long `record` may take to exit after SIGTERM (final drain, footer,
+/// every probe detached). The target is 1 s; in the test VMs the kernel's
+/// side of detaching 19 kprobes alone (grace periods, text patching, all
+/// emulated by QEMU TCG on a loaded 2-core host) measured 0.8-1.7 s, so the
+/// VM check allows 3 s: a cowtrace that waits for a tick, a blocked read or
+/// its command still fails it.
+pub const SIGTERM_EXIT_LIMIT: Duration = Duration::from_secs(3);
 /// The OS error text of ENOSPC (glibc's strerror, which Rust's io::Error uses).
 const ENOSPC_TEXT: &str = "No space left on device";
 const EXCERPT: usize = 200;
@@ -63,7 +68,7 @@ fn expect_truncation_reported(c: &mut Checker, trace: &Path, export: &Finished) 
     let lines = ExportLines::parse(&export.stdout);
     let name = trace.display().to_string();
     c.expect_eq("malformed export lines", lines.malformed, 0);
-    c.expect(lines.truncated_files.iter().any(|f| *f == name), || {
+    c.expect(lines.truncated_files.contains(&name), || {
         format!(
             "export has no truncated line for {name} (truncated: {:?})",
             lines.truncated_files
@@ -368,8 +373,8 @@ mod tests {
         assert!(!v.ok && v.detail.contains("kprobes after exit: 4, expected 2"));
         let unseen = ProbeCounts { attached: 2, ..ok };
         assert!(!check_sigterm(unseen, &exited(0, "", ""), fast).ok);
-        let v = check_sigterm(ok, &exited(0, "", ""), Duration::from_millis(1500));
-        assert!(!v.ok && v.detail.contains("1500 ms"), "{}", v.detail);
+        let v = check_sigterm(ok, &exited(0, "", ""), Duration::from_millis(3500));
+        assert!(!v.ok && v.detail.contains("3500 ms"), "{}", v.detail);
         assert!(!check_sigterm(ok, &exited(1, "", "boom"), fast).ok);
     }
 
