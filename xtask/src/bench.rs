@@ -193,12 +193,13 @@ pub fn render_text(r: &BenchResult) -> String {
     out
 }
 
-/// Boots `kernel` with the instruction-count clock and runs `cow-scenarios
-/// bench` with `args`; returns the guest's report.
+/// Boots `kernel` (with the instruction-count clock when `icount`) and runs
+/// `cow-scenarios bench` with `args`; returns the guest's report.
 fn boot_and_bench(
     kernel: &Kernel,
     files: &[std::path::PathBuf],
     args: &[&str],
+    icount: bool,
     timeout_s: u64,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<GuestReport> {
@@ -207,7 +208,7 @@ fn boot_and_bench(
         .chain(args)
         .map(|s| (*s).to_owned())
         .collect();
-    let qemu_args = icount_args();
+    let qemu_args = if icount { icount_args() } else { Vec::new() };
     let cfg = VmConfig {
         timeout: Duration::from_secs(timeout_s),
         qemu_args: &qemu_args,
@@ -235,7 +236,7 @@ pub fn run(line: KernelLine, format: Format, only: &[String]) -> Result<i32> {
     for w in only {
         args.extend(["--only", w.as_str()]);
     }
-    let report = boot_and_bench(&kernel, &files, &args, BENCH_TIMEOUT_S, &mut |l| {
+    let report = boot_and_bench(&kernel, &files, &args, true, BENCH_TIMEOUT_S, &mut |l| {
         eprintln!("[{line}] {l}")
     })?;
     if !report.malformed.is_empty() {
@@ -259,13 +260,17 @@ pub fn run(line: KernelLine, format: Format, only: &[String]) -> Result<i32> {
 /// The smoke check `cargo xtask test` runs on each kernel: the quick
 /// cow-storm in every mode. Asserts the path works and the numbers are
 /// sane, not a timing target. Returns (check name, ok, detail) rows.
+///
+/// Without `-icount`: timings are not judged here, and the 5.10 guest did
+/// not boot under `-icount shift=0,sleep=off` within 600 s (seen in CI on
+/// this machine kind), which would turn the smoke into a hang.
 pub fn smoke(
     kernel: &Kernel,
     files: &[std::path::PathBuf],
     on_line: &mut dyn FnMut(&str),
 ) -> Vec<(String, bool, String)> {
     let args = ["--quick", "--only", "cow-storm"];
-    match boot_and_bench(kernel, files, &args, SMOKE_TIMEOUT_S, on_line)
+    match boot_and_bench(kernel, files, &args, false, SMOKE_TIMEOUT_S, on_line)
         .and_then(|r| rows(&r.lines))
     {
         Ok(rows) => judge_smoke(&rows),
