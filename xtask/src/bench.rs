@@ -24,8 +24,6 @@ const DONE_TAG: &str = "COWTRACE-BENCH-DONE";
 const UNTRACED: &str = "untraced";
 /// A full bench under TCG: a few minutes; generous for a loaded CI host.
 const BENCH_TIMEOUT_S: u64 = 3600;
-/// The smoke run (one small workload, four modes).
-const SMOKE_TIMEOUT_S: u64 = 600;
 
 /// QEMU's deterministic clock: one guest nanosecond per instruction, and no
 /// skipping of idle time, so time depends on the instructions run only.
@@ -264,22 +262,28 @@ pub fn run(line: KernelLine, format: Format, only: &[String]) -> Result<i32> {
 /// Without `-icount`: timings are not judged here, and the 5.10 guest did
 /// not boot under `-icount shift=0,sleep=off` within 600 s (seen in CI on
 /// this machine kind), which would turn the smoke into a hang.
-pub fn smoke(
-    kernel: &Kernel,
-    files: &[std::path::PathBuf],
-    on_line: &mut dyn FnMut(&str),
-) -> Vec<(String, bool, String)> {
-    let args = ["--quick", "--only", "cow-storm"];
-    match boot_and_bench(kernel, files, &args, false, SMOKE_TIMEOUT_S, on_line)
-        .and_then(|r| rows(&r.lines))
-    {
+/// The guest command that runs the quick cow-storm bench after the
+/// scenario suite, in the same boot (`cargo xtask test`).
+pub const SMOKE_GUEST_ARGS: &str = "cow-scenarios bench --quick --only cow-storm";
+
+/// Judges the quick bench's lines in a guest's output (see [`SMOKE_GUEST_ARGS`]).
+pub fn smoke_from_output<S: AsRef<str>>(output: &[S]) -> Vec<(String, bool, String)> {
+    let report = parse_guest(output);
+    if !report.done {
+        return vec![(
+            "bench-smoke".into(),
+            false,
+            format!("the bench did not finish ({DONE_TAG} missing)"),
+        )];
+    }
+    match rows(&report.lines) {
         Ok(rows) => judge_smoke(&rows),
         Err(e) => vec![("bench-smoke".into(), false, format!("{e:#}"))],
     }
 }
 
-/// Every mode ran; traced modes saw at least one event per two write faults
-/// and lost none; ratios are positive and not absurd.
+/// Every mode ran and measured something; traced modes saw at least one
+/// event per two write faults and lost none.
 pub fn judge_smoke(rows: &[Row]) -> Vec<(String, bool, String)> {
     const MODES: [&str; 4] = [UNTRACED, "baseline-kprobe", "record", "alerts"];
     MODES
@@ -293,9 +297,12 @@ pub fn judge_smoke(rows: &[Row]) -> Vec<(String, bool, String)> {
                 "{} ops, {} events, {} lost, ratio {:.3}",
                 r.ops, r.events, r.lost, r.ratio
             );
-            let traced_ok = *mode == UNTRACED || (r.events >= r.ops / 2 && r.lost == 0);
-            let ratio_ok = (0.8..=50.0).contains(&r.ratio);
-            (name, traced_ok && ratio_ok, detail)
+            // The ratio is shown, not judged: this is wall-clock guest time
+            // (no -icount here) of a ~15 ms loop on a shared host, and
+            // ratios from 0.2 to 4.6 were seen for the same code. `rows`
+            // already refused empty measurements.
+            let ok = *mode == UNTRACED || (r.events >= r.ops / 2 && r.lost == 0);
+            (name, ok, detail)
         })
         .collect()
 }

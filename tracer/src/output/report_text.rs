@@ -207,7 +207,11 @@ pub fn render(r: &Report) -> String {
         out,
         "\nHOT MAPPINGS ({shown} shown, {} more{})",
         r.mappings.len() - shown + r.mappings_omitted as usize,
-        if shown < r.mappings.len() { "; --format json lists more" } else { "" }
+        if shown < r.mappings.len() {
+            "; --format json lists more"
+        } else {
+            ""
+        }
     );
     let rows: Vec<Vec<String>> = r
         .mappings
