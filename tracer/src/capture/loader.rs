@@ -142,10 +142,9 @@ impl Capture {
     /// removal waits for RCU grace periods (perf's tracepoint unregister,
     /// then `unregister_kprobe`), and `Ebpf` drops them one after another:
     /// 3.4 s for 19 probes under QEMU TCG on 6.1, too slow for a stop on
-    /// SIGTERM. Measured there: with expedited grace periods one after
-    /// another, 0.8 s; without, on parallel threads (the waits overlap),
-    /// 1.5 s; both together, 1.2 s (the threads contend on the kernel's
-    /// mutexes). So: expedite when we can, else overlap.
+    /// SIGTERM. Detaching on parallel threads overlaps the waits: 1.5 s
+    /// there. (Expedited grace periods via /sys/kernel/rcu_expedited were
+    /// faster still, but a tracer must not flip a system-wide RCU knob.)
     fn detach_all(&mut self) {
         let mut owned: Vec<Box<dyn Send>> = Vec::with_capacity(self.links.len());
         for (program, id) in self.links.drain(..) {
@@ -169,11 +168,6 @@ impl Capture {
                 }
             }
         }
-        let expedited = ExpeditedRcu::begin();
-        if expedited.active() {
-            drop(owned);
-            return;
-        }
         std::thread::scope(|s| {
             for link in owned {
                 // On a spawn error the closure, and the link in it, is
@@ -183,38 +177,6 @@ impl Capture {
                     .spawn_scoped(s, move || drop(link));
             }
         });
-    }
-}
-
-/// `/sys/kernel/rcu_expedited` set for as long as this lives, then put back
-/// to 0. Only taken when it was 0 and is writable (root); the kernel's
-/// `rcu_normal=1` overrides it, which only makes the detach slower. A
-/// process killed in between leaves it at 1: expedited grace periods cost
-/// IPIs to every CPU, not correctness.
-struct ExpeditedRcu {
-    set: bool,
-}
-
-impl ExpeditedRcu {
-    const KNOB: &str = "/sys/kernel/rcu_expedited";
-
-    fn begin() -> Self {
-        let off = std::fs::read_to_string(Self::KNOB).is_ok_and(|v| v.trim() == "0");
-        ExpeditedRcu {
-            set: off && std::fs::write(Self::KNOB, "1").is_ok(),
-        }
-    }
-
-    fn active(&self) -> bool {
-        self.set
-    }
-}
-
-impl Drop for ExpeditedRcu {
-    fn drop(&mut self) {
-        if self.set {
-            let _ = std::fs::write(Self::KNOB, "0");
-        }
     }
 }
 
