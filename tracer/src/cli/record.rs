@@ -10,7 +10,7 @@ use super::{
     trace_args::TraceArgs,
 };
 use crate::{
-    model::Event,
+    model::{Event, service_config::parse_size},
     trace::{TraceWriter, WriterOptions},
 };
 
@@ -39,27 +39,6 @@ pub struct Args {
 
     #[command(flatten)]
     pub trace: TraceArgs,
-}
-
-/// Parses `4096`, `64K`, `256M`, `2G` (powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mul) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let mul = match c.to_ascii_uppercase() {
-                'K' => 1u64 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => return Err(format!("unknown size suffix `{c}` (use K, M or G)")),
-            };
-            (&s[..i], mul)
-        }
-        _ => (s, 1),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
-    n.checked_mul(mul)
-        .filter(|&v| v > 0)
-        .ok_or_else(|| format!("`{s}` is out of range"))
 }
 
 struct FileSink {
@@ -116,7 +95,7 @@ pub fn run(args: Args) -> CliResult {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use crate::model::service_config::parse_size;
 
     #[test]
     fn sizes() {
