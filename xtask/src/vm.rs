@@ -436,7 +436,13 @@ fn kernel_command_line(extra: &[String]) -> String {
 
 fn qemu_command(cfg: &VmConfig, initrd: &Path) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-accel", "tcg", "-cpu", "max,pdpe1gb=off", "-smp", "2"])
+    // Two guest CPUs, but single-threaded TCG: with multi-threaded TCG a
+    // vCPU can run a stale translation of a function while the kernel
+    // live-patches it (ftrace/kprobe attach and detach use int3-based text
+    // poking), which crashed 7.2 guests with "Oops: int3" at the patched
+    // site. Real CPUs serialize that; icount mode is single-threaded anyway.
+    c.args(["-accel", "tcg,thread=single", "-smp", "2"])
+        .args(["-cpu", "max,pdpe1gb=off"])
         .arg("-m")
         .arg(cfg.memory_mib.to_string())
         // No NIC: nothing needs one, and it would need iPXE option ROMs.
