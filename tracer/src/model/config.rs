@@ -41,9 +41,9 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            max_pages: 1 << 18,
+            max_pages: 1 << 17,
             max_processes: 1 << 16,
-            max_mapping_pages: 1 << 18,
+            max_mapping_pages: 1 << 17,
             max_alerts: 10_000,
             max_stacks: 1 << 16,
             report_mappings: 50,
