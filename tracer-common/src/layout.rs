@@ -50,6 +50,34 @@ pub struct Layout {
     /// `page & word` (7.x with HVO); 0: the word is `head + 1`.
     pub compound_info_mask: u32,
     pub _pad: u32,
+
+    // Appended for the swap count and the hugetlb mapcount (fields are
+    // only ever appended, so the struct grows at its end).
+    /// Address of the `swap_info` array (`struct swap_info_struct
+    /// *swap_info[MAX_SWAPFILES]`, kallsyms); 0: unknown.
+    pub swap_info_sym: u64,
+    /// Address of `nr_swapfiles` (kallsyms): bounds the swap type read
+    /// from a PTE; 0: unknown.
+    pub nr_swapfiles_sym: u64,
+    /// `swap_info_struct::max`: slots of the device.
+    pub swap_info_max: u32,
+    /// `swap_info_struct::swap_map` ([`ABSENT`] on 7.x swap tables).
+    pub swap_info_swap_map: u32,
+    /// `swap_info_struct::cluster_info`.
+    pub swap_info_cluster_info: u32,
+    /// `sizeof(struct swap_cluster_info)`.
+    pub swap_cluster_info_size: u32,
+    /// `swap_cluster_info::table` ([`ABSENT`] before swap tables).
+    pub swap_cluster_table: u32,
+    /// Slots per cluster table (`SWAPFILE_CLUSTER`: `sizeof(struct
+    /// swap_table) / 8`); 0 before swap tables.
+    pub swap_table_slots: u32,
+    /// Offset from a folio's head page of its "entire" mapcount (mappings
+    /// of the folio as a whole, stored minus one): where a hugetlb folio's
+    /// mapcount lives (`folio::_entire_mapcount`, 6.1's
+    /// `folio::_total_mapcount`, 5.10's `page[1].compound_mapcount`).
+    pub folio_entire_mapcount: u32,
+    pub _pad2: u32,
 }
 
 impl Layout {
@@ -81,6 +109,16 @@ impl Layout {
         pg_head: ABSENT,
         compound_info_mask: 0,
         _pad: 0,
+        swap_info_sym: 0,
+        nr_swapfiles_sym: 0,
+        swap_info_max: ABSENT,
+        swap_info_swap_map: ABSENT,
+        swap_info_cluster_info: ABSENT,
+        swap_cluster_info_size: ABSENT,
+        swap_cluster_table: ABSENT,
+        swap_table_slots: 0,
+        folio_entire_mapcount: ABSENT,
+        _pad2: 0,
     };
 }
 
@@ -100,8 +138,29 @@ pub struct Filter {
     pub pid_filter: u32,
     /// Number of leading bytes of `comm` that must match (0: no comm filter).
     pub comm_len: u32,
-    pub _pad: u32,
+    /// [`Filter::FULL`] or [`Filter::LEAN`].
+    pub mode: u32,
     /// Only tasks in this cgroup (v2 id) pass; 0: no cgroup filter.
     pub cgroup_id: u64,
     pub comm: [u8; 16],
+    /// Lean mode: the FAULT_FLAG_UNSHARE bit (0 before 5.19). Unshare faults
+    /// are always recorded in full.
+    pub unshare_flag: u32,
+    /// Lean mode: bit number of PG_swapcache in `page->flags` (its swap
+    /// cache reference is an expected one), [`crate::layout::ABSENT`] if
+    /// unknown.
+    pub pg_swapcache: u32,
+    /// Lean mode: VM_FAULT_ERROR | VM_FAULT_RETRY, the return bits of a
+    /// fault that decided nothing.
+    pub fault_fail_mask: u32,
+    pub _pad: u32,
+}
+
+impl Filter {
+    /// Every decision is recorded in full.
+    pub const FULL: u32 = 0;
+    /// Ordinary `do_wp_page` decisions (a small page whose every reference
+    /// is a mapping or the swap cache) are only counted, per process, in
+    /// the `COUNTS` map; everything else is recorded in full.
+    pub const LEAN: u32 = 1;
 }

@@ -10,6 +10,7 @@
 //! unit-tested code and where the running kernel's BTF is at hand.
 #![no_std]
 
+pub mod counts;
 pub mod layout;
 pub mod records;
 
@@ -66,6 +67,10 @@ pub mod hook {
     /// Pin releases through `unpin_user_folio` where it inlines
     /// `gup_put_folio` (7.x: io_uring's buffer teardown).
     pub const UNPIN_FOLIO: u16 = 10;
+    /// hugetlb pages copied eagerly for the child inside a
+    /// `copy_page_range` window (`copy_hugetlb_page_range`, since 5.13:
+    /// a possibly pinned hugetlb page is copied at fork, not shared).
+    pub const FORK_COPY_HUGETLB: u16 = 11;
     /// Size of the counter arrays (room for future hooks).
     pub const COUNT: u32 = 16;
 
@@ -83,6 +88,7 @@ pub mod hook {
             SWAP => "swap",
             HUGETLB => "hugetlb",
             UNPIN_FOLIO => "unpin_folio",
+            FORK_COPY_HUGETLB => "fork_copy_hugetlb",
             _ => "unknown",
         }
     }
@@ -94,6 +100,8 @@ mod pod {
     // arrays of integers, with explicit padding, so any bit pattern is valid.
     unsafe impl aya::Pod for crate::Layout {}
     unsafe impl aya::Pod for crate::Filter {}
+    unsafe impl aya::Pod for crate::counts::CountKey {}
+    unsafe impl aya::Pod for crate::counts::CountValue {}
 }
 
 /// eBPF program names: the contract between `tracer-ebpf` and the attach
@@ -106,6 +114,12 @@ pub mod prog {
     /// kprobe/kretprobe `do_huge_pmd_wp_page(vmf[, orig_pmd])`.
     pub const THP_ENTRY: &str = "thp_entry";
     pub const THP_EXIT: &str = "thp_exit";
+    /// fentry/fexit `do_wp_page(vmf)`.
+    pub const WP_FENTRY: &str = "wp_fentry";
+    pub const WP_FEXIT: &str = "wp_fexit";
+    /// fentry/fexit `do_huge_pmd_wp_page(vmf)` (5.18+: one parameter).
+    pub const THP_FENTRY: &str = "thp_fentry";
+    pub const THP_FEXIT: &str = "thp_fexit";
     /// kprobe `__get_user_pages(mm, start, ...)`: slow-path context.
     pub const GUP_SLOW_START: &str = "gup_slow_start";
     /// kprobe `follow_page_pte(vma, address, ...)`: the exact address.
@@ -135,6 +149,10 @@ pub mod prog {
     /// kprobe on the user-page allocator (4th argument is the address):
     /// `alloc_pages_vma` / `vma_alloc_folio` / `vma_alloc_folio_noprof`.
     pub const FORK_ALLOC: &str = "fork_alloc";
+    /// kprobe on the huge page copy helper `(dst, src, addr_hint, vma, ..)`:
+    /// `copy_user_huge_page` / `copy_user_large_folio`; records only inside
+    /// a `copy_page_range` window (an eager hugetlb copy at fork).
+    pub const FORK_HUGE_COPY: &str = "fork_huge_copy";
     /// raw tracepoints `sched_process_fork` / `sched_process_exit`.
     pub const TASK_FORK: &str = "task_fork";
     pub const TASK_EXIT: &str = "task_exit";

@@ -116,7 +116,29 @@ pub struct CowFaultRecord {
     /// handed the write fault to the write-protect path, which has its own
     /// `site::WP` record).
     pub nested_wp: u8,
-    pub _pad: [u8; 5],
+    /// `site::SWAP` only: how [`CowFaultRecord::swap_witness`] was read,
+    /// one of [`swap_witness`].
+    pub swap_format: u8,
+    pub _pad: [u8; 4],
+    /// `site::SWAP` only: the kernel's reference count of the swap entry
+    /// the fault started from, read at entry (before this fault drops its
+    /// reference), raw: the `swap_map[offset]` byte, or the swap table word
+    /// (see [`CowFaultRecord::swap_format`]). Userspace extracts the count.
+    pub swap_witness: u64,
+}
+
+/// How the swap count witness was read (`CowFaultRecord::swap_format`).
+pub mod swap_witness {
+    /// Not read (not a swap site, an entry that is no swap slot, or a
+    /// kernel whose swap count the layout does not reach).
+    pub const NONE: u8 = 0;
+    /// `swap_info[type]->swap_map[offset]`: one byte, count plus the
+    /// SWAP_HAS_CACHE and COUNT_CONTINUED bits (kernels up to 6.x).
+    pub const SWAP_MAP: u8 = 1;
+    /// The swap table word of the slot (`cluster_info[offset / N].table
+    /// ->entries[offset % N]`): the count sits in its top bits (7.x,
+    /// where the swap table replaced `swap_map`).
+    pub const SWAP_TABLE: u8 = 2;
 }
 
 /// One page grabbed by GUP (FOLL_GET or FOLL_PIN).
@@ -209,7 +231,7 @@ macro_rules! assert_size {
 }
 assert_size!(Header, 56);
 assert_size!(PageSnapshot, 40);
-assert_size!(CowFaultRecord, 56 + 32 + 40 + 16);
+assert_size!(CowFaultRecord, 56 + 32 + 40 + 16 + 8);
 assert_size!(GupRecord, 56 + 16 + 40 + 16 + 8);
 assert_size!(UnpinRecord, 56 + 24);
 assert_size!(ForkVmaRecord, 56 + 32);

@@ -5,6 +5,7 @@
 //! turns both into `lost` events.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid,
         generated::{bpf_get_current_cgroup_id, bpf_get_smp_processor_id, bpf_ktime_get_ns},
@@ -40,6 +41,12 @@ fn bump(counters: &PerCpuArray<u64>, hook: u16) {
         // Per-CPU slot, and BPF programs do not migrate: no race.
         unsafe { *p += 1 };
     }
+}
+
+/// Counts a decision the probe saw but could not deliver.
+#[inline(always)]
+pub fn lost(hook: u16) {
+    bump(&LOST, hook);
 }
 
 /// Counts a probe invocation that could not produce its record.
@@ -116,10 +123,23 @@ pub fn header(hdr: &mut Header, kind: u16, hook: u16, size: usize) {
     hdr.comm = bpf_get_current_comm().unwrap_or_default();
 }
 
+/// Unread bytes in the ring buffer above which a record wakes the reader.
+/// Below it records are written without a wake-up and the reader drains
+/// on its own short timer: one wake-up per batch instead of one per record
+/// (a wake-up is an irq_work, a scheduler round-trip and an epoll return,
+/// many times the cost of the record itself). An eighth of the ring leaves
+/// seven eighths of headroom while the woken reader gets to run.
+const WAKEUP_BYTES: u64 = DEFAULT_RING_BYTES as u64 / 8;
+
 /// Copies a finished record into the ring buffer, counting success or loss.
 #[inline(always)]
 pub fn output<T: 'static>(hook: u16, rec: &T) {
-    match EVENTS.output::<T>(rec, 0) {
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    };
+    match EVENTS.output::<T>(rec, flags) {
         Ok(()) => bump(&EMITTED, hook),
         Err(_) => bump(&LOST, hook),
     }

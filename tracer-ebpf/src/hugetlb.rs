@@ -9,6 +9,11 @@
 //! One entry program per shape, one exit program: the witness is the huge
 //! PTE before and after (same pfn and writable: reused; new pfn: copied),
 //! read through the PTE pointer saved at entry.
+//!
+//! A hugetlb folio is mapped as a whole only: the kernel counts its
+//! mappings in the folio-wide "entire" mapcount, never in the head page's
+//! `_mapcount` (which stays -1). The record's `large_mapcount` carries that
+//! count, so the decision's mapcount is the one `hugetlb_wp` looked at.
 
 use aya_ebpf::{
     macros::{kprobe, kretprobe, map},
@@ -125,7 +130,12 @@ fn entry(args: impl FnOnce() -> Result<Args, i64>) -> Result<(), i64> {
     rec.orig_entry = read::<u64>(a.ptep, 0)?;
     if rec.orig_entry & PTE_PRESENT != 0 {
         let pfn = (rec.orig_entry & PTE_PFN_MASK & !PAT_LARGE) >> 12;
-        page::snapshot(page::page_of_pfn(pfn), &mut rec.page);
+        // A huge PTE maps the folio's head page.
+        let head = page::page_of_pfn(pfn);
+        page::snapshot(head, &mut rec.page);
+        if let Ok(m) = read::<i32>(head, global!(LAYOUT.folio_entire_mapcount)) {
+            rec.page.large_mapcount = m + 1;
+        }
     }
     PENDING
         .insert(&emit::task_key(), &p, 0)

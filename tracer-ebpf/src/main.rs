@@ -34,9 +34,13 @@ static FILTER: Filter = Filter {
     self_tgid: 0,
     pid_filter: 0,
     comm_len: 0,
-    _pad: 0,
+    mode: Filter::FULL,
     cgroup_id: 0,
     comm: [0; 16],
+    unshare_flag: 0,
+    pg_swapcache: tracer_common::layout::ABSENT,
+    fault_fail_mask: 0,
+    _pad: 0,
 };
 
 /// Reads one field of a load-time global. Volatile, so the compiler cannot

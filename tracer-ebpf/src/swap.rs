@@ -12,13 +12,20 @@
 //!
 //! Entries live in their own map: the nested `do_wp_page` uses the fault
 //! map for the same task at the same time.
+//!
+//! The swap count of the entry is read at entry, from the swap PTE the
+//! fault starts from (`vmf->orig_pte`): before `do_swap_page` drops this
+//! mapping's reference, and whether or not the page is still in the swap
+//! cache. 5.10's `reuse_swap_page` counts exactly these references (plus
+//! mappings); 5.19+ decide by the anon-exclusive bit, and the count shows
+//! why a page could not be exclusive.
 
 use aya_ebpf::{
     macros::{kprobe, kretprobe, map},
     maps::LruHashMap,
     programs::{ProbeContext, RetProbeContext},
 };
-use tracer_common::{CowFaultRecord, hook, kind, site};
+use tracer_common::{CowFaultRecord, hook, kind, layout::ABSENT, site, swap_witness};
 
 use crate::{
     emit, global,
@@ -30,6 +37,14 @@ use crate::{
 /// from 5.13; see kernel-facts.md). Read faults that swap a page in decide
 /// nothing about COW and are not recorded.
 const FAULT_FLAG_WRITE: u32 = 1;
+
+/// x86_64 swap PTE (arch/x86/include/asm/pgtable_64.h, unchanged since the
+/// L1TF rework in 4.19): the type in the top `SWP_TYPE_BITS` bits, the
+/// offset stored inverted in the bits from `SWP_OFFSET_FIRST_BIT`
+/// (`_PAGE_BIT_PROTNONE + 1`) up to the type. The flag bits below
+/// (soft-dirty, uffd-wp, 5.19+'s exclusive bit) are not part of either.
+const SWP_TYPE_BITS: u32 = 5;
+const SWP_OFFSET_FIRST_BIT: u32 = 9;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -77,7 +92,50 @@ fn entry(ctx: &ProbeContext) -> Result<(), i64> {
     rec.hdr.mm = read::<u64>(vma, global!(LAYOUT.vma_mm))?;
     // The swap entry (not present): no page behind it yet.
     rec.orig_entry = read::<u64>(vmf, global!(LAYOUT.vmf_orig_pte))?;
+    if let Some((format, witness)) = swap_count_witness(rec.orig_entry) {
+        rec.swap_format = format;
+        rec.swap_witness = witness;
+    }
     SWAPS.insert(&emit::task_key(), &p, 0).map_err(|e| e as i64)
+}
+
+/// The kernel's count of references to the swap slot `pte` names, raw
+/// (see [`swap_witness`]). `None` when the layout lacks what it needs, the
+/// entry is no swap slot (migration, device and marker entries have types
+/// beyond `nr_swapfiles`), or a read fails: the record then says so
+/// (`swap_format` NONE) and the decision is still recorded.
+#[inline(always)]
+fn swap_count_witness(pte: u64) -> Option<(u8, u64)> {
+    if pte == 0 || pte & PTE_PRESENT != 0 {
+        return None;
+    }
+    let ty = pte >> (64 - SWP_TYPE_BITS);
+    let offset = (!pte << SWP_TYPE_BITS) >> (SWP_OFFSET_FIRST_BIT + SWP_TYPE_BITS);
+    let nr = read::<u32>(global!(LAYOUT.nr_swapfiles_sym), 0).ok()?;
+    if ty >= u64::from(nr) {
+        return None;
+    }
+    let si = read::<u64>(global!(LAYOUT.swap_info_sym) + ty * 8, 0).ok()?;
+    let max = read::<u32>(si, global!(LAYOUT.swap_info_max)).ok()?;
+    if offset >= u64::from(max) {
+        return None;
+    }
+    // Up to 6.x: one byte per slot in `swap_map`.
+    if let Ok(map) = read::<u64>(si, global!(LAYOUT.swap_info_swap_map)) {
+        let byte = read::<u8>(map + offset, 0).ok()?;
+        return Some((swap_witness::SWAP_MAP, u64::from(byte)));
+    }
+    // 7.x: one word per slot in the cluster's swap table.
+    let slots = u64::from(global!(LAYOUT.swap_table_slots));
+    let ci_size = global!(LAYOUT.swap_cluster_info_size);
+    if slots == 0 || ci_size == ABSENT {
+        return None;
+    }
+    let clusters = read::<u64>(si, global!(LAYOUT.swap_info_cluster_info)).ok()?;
+    let ci = clusters + (offset / slots) * u64::from(ci_size);
+    let table = read::<u64>(ci, global!(LAYOUT.swap_cluster_table)).ok()?;
+    let word = read::<u64>(table + (offset % slots) * 8, 0).ok()?;
+    Some((swap_witness::SWAP_TABLE, word))
 }
 
 /// Called by the `do_wp_page` entry probe: a write fault handed over by

@@ -1,67 +1,38 @@
-//! Host throughput of cowtrace's userspace: wire decode + correlation (the
-//! live path), trace-file size per event, and trace-file replay +
-//! correlation (the `report` path), over a synthetic cow-storm of ≥ 10 M
-//! write faults on one core.
+//! Host throughput of cowtrace's userspace on one core: wire decode +
+//! correlation (the live path), trace-file size per event, and trace-file
+//! replay + correlation (the `report` path), over ≥ 10 M synthetic records.
 //!
-//! `cargo bench -p tracer --bench pipeline` (release). The event count can
-//! be lowered for a quick look: `COWTRACE_BENCH_EVENTS=1000000`.
+//! `cargo bench -p tracer --bench pipeline` (release). Knobs, for a quick
+//! look or another shape:
+//! - `COWTRACE_BENCH_EVENTS` records to decode (default 10 M);
+//! - `COWTRACE_BENCH_COW_PAGES` / `COWTRACE_BENCH_GUP_PAGES` buffer sizes
+//!   in pages (defaults: 8192 = 32 MiB and 1024 = 4 MiB, as in
+//!   `cargo xtask bench`);
+//! - `COWTRACE_BENCH_REPLAY=0` skips the replay (e.g. to profile the live
+//!   path alone).
 //!
-//! The stream mimics `cargo xtask bench`'s cow-storm: rounds of a fork (a
-//! new child mm), the child's write to every page of a 32 MiB buffer
-//! (copies, new pfns), then the parent's write to every page (reuses).
+//! The stream (`cowtrace::decode::synthetic::Storm`) mixes the cow-storm
+//! and gup-storm workloads: per round a fork (its `copy_page_range`
+//! records and `sched_process_fork`), the child's write to every buffer
+//! page (copies to fresh pfns, in a new address space each round), its
+//! exit, the parent's write to every page (reuses), then read-only pins
+//! and unpins of the gup buffer in batches of 16 (`process_vm_readv`) and a
+//! long-term write pin of all of it followed by the unpins (io_uring).
+//! About 80% of the records are COW faults, 20% pins and unpins.
 
 use std::hint::black_box;
-use std::time::Instant;
 
-use cowtrace::decode::{Decoder, DecoderConfig, KernelConsts, NoStacks, NoSymbols, RetKind};
+use anyhow::Context as _;
+use cowtrace::decode::synthetic::{
+    STORM_FAST_RET, STORM_SLOW_RET, Storm, StormShape, StormStacks, StormSymbols,
+};
+use cowtrace::decode::{Decoder, DecoderConfig};
 use cowtrace::model::{Alert, Config, Engine, Event, KernelCaps};
 use cowtrace::trace::{ClockBase, TraceMeta, TraceReader, TraceWriter, WriterOptions};
-use tracer_common::{
-    CowFaultRecord, Header, PageSnapshot, TaskExitRecord, TaskForkRecord, hook, kind, site,
-};
 
 const DEFAULT_EVENTS: u64 = 10_000_000;
-/// Pages of the 32 MiB buffer.
-const PAGES: u64 = 8192;
-const BUF_START: u64 = 0x7f00_0000_0000;
-const PARENT_PID: u32 = 4242;
-const PARENT_MM: u64 = 0xffff_8880_1000_0000;
-/// The fault rate of the storm: one fault every 7 µs.
-const FAULT_GAP_NS: u64 = 7_000;
-
-const PRESENT: u64 = 1;
-const RW: u64 = 2;
-
-/// A 6.1-like kernel (FOLL_* of 6.1, PG_anon_exclusive 17, 4 KiB pages).
-fn consts() -> KernelConsts {
-    KernelConsts {
-        foll_write: 0x01,
-        foll_get: 0x04,
-        foll_pin: 0x40000,
-        foll_longterm: 0x10000,
-        foll_force: 0x10,
-        fault_flag_write: 0x1,
-        fault_flag_unshare: Some(1024),
-        pg_anon_exclusive: Some(17),
-        pg_swapcache: Some(10),
-        pg_head: 16,
-        pg_reserved: Some(12),
-        pg_swapbacked: Some(19),
-        mapping_anon: 0x1,
-        mapping_ksm: 0x3,
-        mapping_flags_mask: 0x3,
-        vm_shared: 0x8,
-        vm_write: 0x2,
-        pte_present: PRESENT,
-        pte_write: RW,
-        pte_pfn_mask: 0x000f_ffff_ffff_f000,
-        pmd_pse: 0x80,
-        pmd_pat_large: 0x1000,
-        vm_fault_error_mask: 0x873,
-        vm_fault_retry: 0x400,
-        vm_fault_fallback: 0x800,
-    }
-}
+/// Records decoded per batch: about what one ring buffer poll hands over.
+const BATCH: usize = 4096;
 
 fn caps() -> KernelCaps {
     KernelCaps {
@@ -69,125 +40,6 @@ fn caps() -> KernelCaps {
         anon_exclusive: true,
         page_size: 4096,
     }
-}
-
-/// A fixed pseudo-random word per `n` (splitmix64): allocator pfns and
-/// fault gaps are not sequential in a real trace, and a too-regular stream
-/// would flatter the trace file's compression.
-fn noise(n: u64) -> u64 {
-    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The child of round `round`: its pid and (raw) mm.
-fn child_of(round: u64) -> (u32, u64) {
-    (
-        PARENT_PID + 1 + round as u32,
-        PARENT_MM + ((round + 1) << 20),
-    )
-}
-
-fn header<T>(kind: u16, time_ns: u64, pid: u32, mm: u64) -> Header {
-    let mut comm = [0u8; 16];
-    comm[..9].copy_from_slice(b"cow-storm");
-    Header {
-        kind,
-        hook: hook::WP_FAULT,
-        size: std::mem::size_of::<T>() as u32,
-        time_ns,
-        pid,
-        tid: pid,
-        cpu: 0,
-        _pad0: 0,
-        mm,
-        comm,
-    }
-}
-
-/// One ring buffer record of the synthetic stream.
-enum Raw {
-    Fault(CowFaultRecord),
-    Fork(TaskForkRecord),
-    Exit(TaskExitRecord),
-}
-
-impl Raw {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Raw::Fault(r) => record_bytes(r),
-            Raw::Fork(r) => record_bytes(r),
-            Raw::Exit(r) => record_bytes(r),
-        }
-    }
-}
-
-/// The records the storm produces around its `n`th write fault: the fork
-/// before a round's first fault, the child's exit before the parent's first.
-fn records_at(n: u64, out: &mut Vec<Raw>) {
-    let round = n / (2 * PAGES);
-    let (child_pid, child_mm) = child_of(round);
-    let time_ns = 1_000_000_000 + n * FAULT_GAP_NS;
-    if n.is_multiple_of(2 * PAGES) {
-        out.push(Raw::Fork(TaskForkRecord {
-            hdr: header::<TaskForkRecord>(kind::TASK_FORK, time_ns, PARENT_PID, PARENT_MM),
-            child_pid,
-            child_tid: child_pid,
-            child_mm,
-        }));
-    } else if n % (2 * PAGES) == PAGES {
-        out.push(Raw::Exit(TaskExitRecord {
-            hdr: header::<TaskExitRecord>(kind::TASK_EXIT, time_ns, child_pid, child_mm),
-        }));
-    }
-    out.push(Raw::Fault(fault_record(n)));
-}
-
-/// The `n`th write fault of the storm as the ring buffer carries it.
-fn fault_record(n: u64) -> CowFaultRecord {
-    let round = n / (2 * PAGES);
-    let in_round = n % (2 * PAGES);
-    let child = in_round < PAGES;
-    let page = in_round % PAGES;
-    // The buffer's pages: scattered over 1 GiB of memory, fixed per page.
-    let pfn = 0x10_0000 + noise(page) % 0x4_0000;
-    let (pid, mm, refcount, mapcount, new_pfn) = if child {
-        // The child's write: shared page, copied to a fresh pfn.
-        let (child_pid, child_mm) = child_of(round);
-        (child_pid, child_mm, 2, 2, 0x80_0000 + noise(n) % 0x4_0000)
-    } else {
-        (PARENT_PID, PARENT_MM, 1, 1, pfn)
-    };
-    let time_ns = 1_000_000_000 + n * FAULT_GAP_NS + noise(n) % 1000;
-    CowFaultRecord {
-        hdr: header::<CowFaultRecord>(kind::COW_FAULT, time_ns, pid, mm),
-        address: BUF_START + page * 4096,
-        orig_entry: (pfn << 12) | PRESENT,
-        entry_after: (new_pfn << 12) | PRESENT | RW,
-        vm_flags: 0x73,
-        page: PageSnapshot {
-            mapping_low: 0x1,
-            refcount,
-            mapcount,
-            large_mapcount: PageSnapshot::NO_COUNT,
-            state: PageSnapshot::VALID,
-            ..PageSnapshot::default()
-        },
-        fault_flags: 0x1,
-        ret: 0,
-        site: site::WP,
-        after_valid: 1,
-        nested_wp: 0,
-        _pad: [0; 5],
-    }
-}
-
-/// The wire bytes of a record (only called with tracer-common's records).
-fn record_bytes<T: Copy>(rec: &T) -> &[u8] {
-    // SAFETY: tracer-common's records are `repr(C)` plain old data with
-    // explicit padding fields (no uninitialised bytes); the slice borrows `rec`.
-    unsafe { std::slice::from_raw_parts((rec as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
 }
 
 fn meta() -> TraceMeta {
@@ -205,129 +57,219 @@ fn meta() -> TraceMeta {
     }
 }
 
+fn env_u64(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v.parse().with_context(|| format!("{name}={v}")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Seconds of CPU time this thread has used. Events per CPU second is
+/// "per core", and unlike wall time it does not count the time the build
+/// host's other jobs kept us off the CPU (their cache pollution remains).
+fn cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; the clock id is a constant every
+    // Linux has.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Runs `f`, adding the CPU time it took to `acc`.
+fn timed<T>(acc: &mut f64, f: impl FnOnce() -> T) -> T {
+    let t = cpu_secs();
+    let out = f();
+    *acc += cpu_secs() - t;
+    out
+}
+
 fn rate(n: u64, secs: f64) -> String {
     format!("{:.2} M events/s", n as f64 / secs / 1e6)
 }
 
 fn main() -> anyhow::Result<()> {
-    // `cargo test --benches` runs us with `--bench`-less arguments; any
-    // run does the full measurement unless the count is lowered.
-    // Write faults; the forks and exits around them come on top.
-    let total: u64 = match std::env::var("COWTRACE_BENCH_EVENTS") {
-        Ok(v) => v.parse()?,
-        Err(_) => DEFAULT_EVENTS,
+    // `cargo test --benches` runs us too; any run does the full
+    // measurement unless the count is lowered.
+    let total = env_u64("COWTRACE_BENCH_EVENTS", DEFAULT_EVENTS)?;
+    let defaults = StormShape::default();
+    let shape = StormShape {
+        cow_pages: env_u64("COWTRACE_BENCH_COW_PAGES", defaults.cow_pages)?,
+        gup_pages: env_u64("COWTRACE_BENCH_GUP_PAGES", defaults.gup_pages)?,
+        ..defaults
     };
+    anyhow::ensure!(
+        shape.cow_pages > 0 && shape.gup_pages > 0,
+        "buffer sizes must be positive"
+    );
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("storm.cwt");
 
     // 1. Live path: wire records -> events -> engine; the events also go
-    // to the trace writer, timed separately.
+    // to the trace writer, timed separately. Generating the records is
+    // not timed.
+    let mut storm = Storm::new(shape);
     let mut decoder = Decoder::new(DecoderConfig {
-        consts: consts(),
-        slow_ret: RetKind::NonNull,
-        fast_ret: RetKind::NonNull,
+        consts: storm.consts(),
+        slow_ret: STORM_SLOW_RET,
+        fast_ret: STORM_FAST_RET,
         raw_pointers: false,
     });
     let mut engine = Engine::new(Config::default(), caps());
     let mut writer = TraceWriter::create(&path, &meta(), WriterOptions::default())?;
-    let mut batch: Vec<Event> = Vec::with_capacity(4096);
+    let mut batch: Vec<Event> = Vec::with_capacity(BATCH + 64);
     let mut alerts: Vec<Alert> = Vec::new();
-    let mut records: Vec<Raw> = Vec::with_capacity(4096);
+    let mut records = Vec::with_capacity(BATCH);
     let (mut decode_s, mut correlate_s, mut write_s) = (0.0f64, 0.0f64, 0.0f64);
-    let mut decoded = 0u64;
-    let mut n = 0u64;
-    while n < total {
-        let chunk = (total - n).min(4096);
-        for i in n..n + chunk {
-            records_at(i, &mut records);
-        }
-        let t = Instant::now();
-        for rec in &records {
-            decoder
-                .decode(rec.bytes(), &mut NoStacks, &NoSymbols, &mut batch)
-                .map_err(|e| anyhow::anyhow!("a record did not decode: {e:?}"))?;
-        }
-        decode_s += t.elapsed().as_secs_f64();
+    let (mut decoded, mut raised) = (0u64, 0u64);
+    while storm.produced() < total {
+        let chunk = (total - storm.produced()).min(BATCH as u64) as usize;
         records.clear();
-        let t = Instant::now();
-        for ev in &batch {
-            engine.feed(ev, &mut alerts);
-        }
+        storm.fill(chunk, &mut records);
+        timed(&mut decode_s, || {
+            for rec in &records {
+                decoder
+                    .decode(rec.bytes(), &mut StormStacks, &StormSymbols, &mut batch)
+                    .map_err(|e| anyhow::anyhow!("a record did not decode: {e}"))?;
+            }
+            anyhow::Ok(())
+        })?;
+        timed(&mut correlate_s, || engine.feed_batch(&batch, &mut alerts));
+        raised += alerts.len() as u64;
         alerts.clear();
-        correlate_s += t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        for ev in &batch {
-            writer.push(ev)?;
-        }
-        write_s += t.elapsed().as_secs_f64();
+        timed(&mut write_s, || {
+            for ev in &batch {
+                writer.push(ev)?;
+            }
+            anyhow::Ok(())
+        })?;
         decoded += batch.len() as u64;
         batch.clear();
-        n += chunk;
     }
-    let t = Instant::now();
     decoder.finish(&mut batch);
+    engine.feed_batch(&batch, &mut alerts);
     for ev in &batch {
-        engine.feed(ev, &mut alerts);
         writer.push(ev)?;
     }
     decoded += batch.len() as u64;
-    let summary = writer.finish()?;
-    write_s += t.elapsed().as_secs_f64();
-    let live_report = engine.report();
-    anyhow::ensure!(decoded >= total, "{decoded} events from {total} faults");
+    let summary = timed(&mut write_s, || writer.finish())?;
+    // The report is built once per run (or per metrics tick), not per
+    // event: timed on its own.
+    let mut report_s = 0.0;
+    let live_report = timed(&mut report_s, || engine.report());
     anyhow::ensure!(
         summary.events == decoded,
         "{} events written",
         summary.events
     );
+    // Whole rounds must add up to what the storm says (a check that the
+    // bench measured the mix it claims, not a pile of decode errors).
+    let rounds = total / shape.round_len();
+    let want = storm.totals(rounds);
+    anyhow::ensure!(
+        live_report.decisions.cow_copies >= want.copies
+            && live_report.decisions.cow_reuses >= want.reuses
+            && engine.summary().pins >= want.pins,
+        "decisions {:?} below the storm's {want:?}",
+        live_report.decisions
+    );
 
-    // 2. Replay path: trace file -> events -> engine.
+    // 2. Replay path: trace file -> events (timed apart) -> engine, one
+    // `feed` per event as `cowtrace report` does.
     let mut reader = TraceReader::open(std::slice::from_ref(&path))?;
     let mut replay = Engine::new(Config::default(), caps());
-    let t = Instant::now();
+    let (mut read_s, mut feed_s) = (0.0f64, 0.0f64);
     let mut replayed = 0u64;
-    while let Some(ev) = reader.next_event() {
-        replay.feed(&ev?, &mut alerts);
-        alerts.clear();
-        replayed += 1;
+    let replay_on = env_u64("COWTRACE_BENCH_REPLAY", 1)? != 0;
+    if replay_on {
+        loop {
+            batch.clear();
+            timed(&mut read_s, || {
+                while batch.len() < BATCH
+                    && let Some(ev) = reader.next_event()
+                {
+                    batch.push(ev?);
+                }
+                anyhow::Ok(())
+            })?;
+            if batch.is_empty() {
+                break;
+            }
+            timed(&mut feed_s, || {
+                for ev in &batch {
+                    replay.feed(ev, &mut alerts);
+                }
+            });
+            alerts.clear();
+            replayed += batch.len() as u64;
+        }
     }
-    let replay_s = t.elapsed().as_secs_f64();
+
     anyhow::ensure!(
-        replayed == decoded,
+        !replay_on || replayed == decoded,
         "{replayed} events replayed of {decoded}"
     );
     anyhow::ensure!(
-        replay.report().events == live_report.events,
+        !replay_on || replay.report() == live_report,
         "the replayed report differs from the live one"
     );
     black_box(&live_report);
 
+    let stats = decoder.stats();
     println!(
-        "pipeline bench: {decoded} events ({total} write faults, cow-storm pattern), one core"
+        "pipeline bench: {decoded} events from {total} records ({rounds} rounds of \
+         cow-storm {} pages + gup-storm {} pages), one core (CPU time)",
+        shape.cow_pages, shape.gup_pages
     );
-    let total = decoded;
+    println!(
+        "  mix: {} copies, {} reuses, {} pins, {} unmatched unpins, {} stack defs, \
+         {} fork records joined; {raised} alerts; evictions {}",
+        live_report.decisions.cow_copies,
+        live_report.decisions.cow_reuses,
+        engine.summary().pins,
+        live_report.unmatched_unpins,
+        stats.stacks_defined,
+        stats.fork_joined,
+        live_report.evictions.total(),
+    );
+    let n = decoded as f64;
     let live_s = decode_s + correlate_s;
     println!(
-        "  decode + correlate (live):   {} ({:.0} ns/event: decode {:.0}, correlate {:.0})",
-        rate(total, live_s),
-        live_s * 1e9 / total as f64,
-        decode_s * 1e9 / total as f64,
-        correlate_s * 1e9 / total as f64
+        "  decode + correlate (live, feed_batch): {} ({:.0} ns/event: decode {:.0}, \
+         correlate {:.0})",
+        rate(decoded, live_s),
+        live_s * 1e9 / n,
+        decode_s * 1e9 / n,
+        correlate_s * 1e9 / n
+    );
+    println!(
+        "  report build:                {:.1} ms ({} mapping ranges kept)",
+        report_s * 1e3,
+        live_report.mappings.len()
     );
     println!(
         "  trace write (zstd):          {} ({:.0} ns/event)",
-        rate(total, write_s),
-        write_s * 1e9 / total as f64
+        rate(decoded, write_s),
+        write_s * 1e9 / n
     );
-    println!(
-        "  replay + correlate (report): {} ({:.0} ns/event)",
-        rate(total, replay_s),
-        replay_s * 1e9 / total as f64
-    );
+    if replay_on {
+        println!(
+            "  replay (report): read {:.0} ns/event; correlate one feed() per event \
+             {} ({:.0} ns/event)",
+            read_s * 1e9 / n,
+            rate(decoded, feed_s),
+            feed_s * 1e9 / n
+        );
+    }
     println!(
         "  on disk: {} bytes, {:.2} bytes/event",
         summary.bytes,
-        summary.bytes as f64 / total as f64
+        summary.bytes as f64 / n
     );
     Ok(())
 }

@@ -104,6 +104,7 @@ fn pin_then_cow_trace(path: &Path) -> TestResult {
                 shared_mapping: false,
                 ret: 0,
                 page: page(1027, 2, false),
+                swap_count: None,
             }),
         ),
     ] {

@@ -91,6 +91,7 @@ impl Host {
                     shared_mapping: false,
                     ret: 0,
                     page: self.page_state(roll.is_multiple_of(7)),
+                    swap_count: None,
                 })
             }
             700..850 => Body::Gup(Gup {

@@ -49,6 +49,7 @@ fn copy(t: u64, address: u64, pfn: u64) -> Event {
             shared_mapping: false,
             ret: 0,
             page: pinned_page(),
+            swap_count: None,
         }),
     )
 }

@@ -285,7 +285,14 @@ pub fn smoke_from_output<S: AsRef<str>>(output: &[S]) -> Vec<(String, bool, Stri
 /// Every mode ran and measured something; traced modes saw at least one
 /// event per two write faults and lost none.
 pub fn judge_smoke(rows: &[Row]) -> Vec<(String, bool, String)> {
-    const MODES: [&str; 4] = [UNTRACED, "baseline-kprobe", "record", "alerts"];
+    const MODES: [&str; 6] = [
+        UNTRACED,
+        "baseline-kprobe",
+        "record",
+        "record-kprobe",
+        "watch",
+        "alerts",
+    ];
     MODES
         .iter()
         .map(|mode| {
@@ -384,13 +391,15 @@ mod tests {
             guest("cow-storm", "untraced", 2048, 2_048_000, 0),
             guest("cow-storm", "baseline-kprobe", 2048, 2_100_000, 2050),
             guest("cow-storm", "record", 2048, 2_400_000, 2100),
+            guest("cow-storm", "record-kprobe", 2048, 2_600_000, 2100),
+            guest("cow-storm", "watch", 2048, 2_500_000, 2100),
             guest("cow-storm", "alerts", 2048, 2_500_000, 2100),
         ];
         let verdicts = judge_smoke(&rows(&lines).unwrap());
-        assert_eq!(verdicts.len(), 4);
+        assert_eq!(verdicts.len(), 6);
         assert!(verdicts.iter().all(|v| v.1), "{verdicts:?}");
         lines[2].lost = Some(3);
-        lines[3].events = Some(10);
+        lines[5].events = Some(10);
         lines.remove(1);
         let verdicts = judge_smoke(&rows(&lines).unwrap());
         let failed: Vec<&str> = verdicts

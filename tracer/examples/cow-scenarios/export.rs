@@ -78,6 +78,9 @@ pub struct CowFault {
     /// The page is part of a large folio (THP, mTHP).
     #[serde(default)]
     pub large: Option<bool>,
+    /// `swap` site: references to the swap entry before the fault.
+    #[serde(default)]
+    pub swap_count: Option<i64>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

@@ -16,6 +16,7 @@ mod checks;
 mod demo;
 mod export;
 mod hex;
+mod lean;
 mod pagemap;
 mod report;
 mod robust;
@@ -142,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pages,
             truth,
         } => {
+            lean::take_workload_name();
             let measured = workload.run(pages.unwrap_or(workload.default_pages()))?;
             let text = serde_json::to_string_pretty(&measured)?;
             std::fs::write(&truth, text + "\n")

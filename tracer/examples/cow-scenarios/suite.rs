@@ -45,14 +45,24 @@ pub enum Scenario {
     Robust(robust::Case),
     /// `watch --config` as a systemd service: notify, reload, sinks, metrics.
     Service,
+    /// `watch --alerts-only` against a full `watch` on the same workloads.
+    AlertsOnly,
+    /// A workload recorded with `--mechanism kprobe` (the suite's default
+    /// is fentry where the kernel allows it), checked the same way.
+    Kprobe(Workload),
 }
+
+/// Workloads also run under `--mechanism kprobe`: base-page COW decisions
+/// (copies and reuses) and GUP references.
+const KPROBE_WORKLOADS: [Workload; 2] = [Workload::ForkChildWrites, Workload::VmspliceThenWrite];
 
 impl Scenario {
     pub fn all() -> Vec<Scenario> {
         std::iter::once(Scenario::CheckPlan)
             .chain(Workload::ALL.into_iter().map(Scenario::Workload))
             .chain(robust::Case::ALL.into_iter().map(Scenario::Robust))
-            .chain(std::iter::once(Scenario::Service))
+            .chain(KPROBE_WORKLOADS.into_iter().map(Scenario::Kprobe))
+            .chain([Scenario::Service, Scenario::AlertsOnly])
             .collect()
     }
 
@@ -62,6 +72,10 @@ impl Scenario {
             Scenario::Workload(w) => w.name(),
             Scenario::Robust(c) => c.name(),
             Scenario::Service => crate::service::NAME,
+            Scenario::AlertsOnly => crate::lean::NAME,
+            Scenario::Kprobe(Workload::ForkChildWrites) => "kprobe-fork-child-writes",
+            Scenario::Kprobe(Workload::VmspliceThenWrite) => "kprobe-vmsplice-then-write",
+            Scenario::Kprobe(_) => "kprobe-other",
         }
     }
 }
@@ -88,11 +102,13 @@ pub fn run(cfg: &Config) -> anyhow::Result<bool> {
     for scenario in selected {
         let verdict = match scenario {
             Scenario::CheckPlan => check_plan(cfg),
-            Scenario::Workload(w) => {
-                record_and_check(cfg, w).unwrap_or_else(|e| Verdict::failed(format!("{e:#}")))
-            }
+            Scenario::Workload(w) => record_and_check(cfg, w, &[])
+                .unwrap_or_else(|e| Verdict::failed(format!("{e:#}"))),
+            Scenario::Kprobe(w) => record_and_check(cfg, w, &["--mechanism", "kprobe"])
+                .unwrap_or_else(|e| Verdict::failed(format!("{e:#}"))),
             Scenario::Robust(c) => c.run(cfg),
             Scenario::Service => crate::service::run(cfg),
+            Scenario::AlertsOnly => crate::lean::run(cfg),
         };
         all_ok &= verdict.ok;
         emit(&result_line(scenario.name(), &verdict));
@@ -123,9 +139,12 @@ fn check_plan(cfg: &Config) -> Verdict {
     }
 }
 
-fn record_and_check(cfg: &Config, w: Workload) -> anyhow::Result<Verdict> {
-    let trace = cfg.dir.join(format!("{}.cwt", w.name()));
-    let truth_path = cfg.dir.join(format!("{}.json", w.name()));
+/// `extra`: more `record` options (e.g. the attach mechanism); the trace
+/// header's attach plan must then show that the fault hook used it.
+fn record_and_check(cfg: &Config, w: Workload, extra: &[&str]) -> anyhow::Result<Verdict> {
+    let tag = if extra.is_empty() { "" } else { "-variant" };
+    let trace = cfg.dir.join(format!("{}{tag}.cwt", w.name()));
+    let truth_path = cfg.dir.join(format!("{}{tag}.json", w.name()));
     for stale in [&trace, &truth_path] {
         remove_stale(stale)?;
     }
@@ -138,6 +157,7 @@ fn record_and_check(cfg: &Config, w: Workload) -> anyhow::Result<Verdict> {
     if w == Workload::Overload {
         args.extend(["--ring-bytes", &ring]);
     }
+    args.extend(extra);
     args.extend(["--", &self_s, "run", w.name(), "--truth", &truth_s]);
     let rec = cowtrace(cfg, &args)?;
     if !rec.success() {
@@ -170,14 +190,29 @@ fn record_and_check(cfg: &Config, w: Workload) -> anyhow::Result<Verdict> {
             return Ok(v);
         }
     };
-    Ok(checks::check(
+    let mut verdict = checks::check(
         w,
         &Inputs {
             truth: &truth,
             events: &events,
             report: &report,
         },
-    ))
+    );
+    if let Some(pos) = extra.iter().position(|a| *a == "--mechanism") {
+        let want = extra.get(pos + 1).copied().unwrap_or("");
+        // The plan `record` used is the one `check` prints for the same
+        // options (both call the same planner on the same kernel).
+        let plan = cowtrace(cfg, &["check", "--format", "json", "--mechanism", want])?;
+        let used = checks::fault_mechanism(&plan.stdout);
+        verdict.detail.push_str(&format!("; wp_fault attached by {used:?}"));
+        if used.as_deref() != Some(want) {
+            verdict.ok = false;
+            verdict
+                .detail
+                .push_str(&format!(" (FAIL: --mechanism {want} asked)"));
+        }
+    }
+    Ok(verdict)
 }
 
 fn remove_stale(path: &Path) -> anyhow::Result<()> {
@@ -264,10 +299,10 @@ mod tests {
         };
         let v = check_plan(&cfg);
         assert!(!v.ok && v.detail.starts_with("timed out"), "{}", v.detail);
-        let v = record_and_check(&cfg, Workload::ForkChildWrites).unwrap();
+        let v = record_and_check(&cfg, Workload::ForkChildWrites, &[]).unwrap();
         assert!(!v.ok);
         assert_eq!(v.detail, "cowtrace record: exit 7: boom");
-        let v = record_and_check(&cfg, Workload::VmspliceThenWrite).unwrap();
+        let v = record_and_check(&cfg, Workload::VmspliceThenWrite, &[]).unwrap();
         assert!(!v.ok);
         assert!(
             v.detail.starts_with("the workload wrote no truth"),

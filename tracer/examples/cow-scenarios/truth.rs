@@ -37,6 +37,9 @@ pub mod step {
     pub const CHILD_READ: &str = "child-read";
     /// The parent wrote again after its last child exited (pid = parent).
     pub const PARENT_WRITE_ALONE: &str = "parent-write-alone";
+    /// A large-folio workload's check that the PMD mapping was split into
+    /// PTEs without splitting the folio (pid = parent; PFNs must not move).
+    pub const SPLIT_PMD: &str = "split-pmd";
 }
 
 /// One measured step.
@@ -87,6 +90,17 @@ pub struct Truth {
     /// before the parent's write.
     #[serde(default)]
     pub swapped_out: Option<usize>,
+    /// Swap workloads: page-table references to each swapped-out page's
+    /// swap entry when the parent writes, as the workload arranged them
+    /// (the parent, plus a child forked after the page-out that still
+    /// holds the entries): the swap count the kernel must show.
+    #[serde(default)]
+    pub swap_references: Option<u32>,
+    /// Large-folio workloads: what backed the buffer (`pte-mapped-thp`: a
+    /// 2 MiB THP whose PMD was split into PTEs; `mthp-64k`: 64 KiB
+    /// multi-size THP folios; `absent`: the kernel offers no multi-size THP).
+    #[serde(default)]
+    pub large_folio: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -192,6 +206,8 @@ mod tests {
             )],
             pipe_shows_old_data: None,
             swapped_out: None,
+            swap_references: None,
+            large_folio: None,
         }
     }
 

@@ -27,6 +27,8 @@ pub enum CaptureError {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
+    #[error("reading the kernel's BTF for fentry/fexit programs (/sys/kernel/btf/vmlinux): {0}")]
+    Btf(String),
     #[error("ring buffer: {0}")]
     Ring(#[source] std::io::Error),
 }

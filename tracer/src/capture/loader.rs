@@ -2,9 +2,12 @@
 //! then attach exactly the programs the attach plan chose.
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{HashMap, MapData},
-    programs::{KProbe, RawTracePoint, kprobe::KProbeLinkId, raw_trace_point::RawTracePointLinkId},
+    programs::{
+        FEntry, FExit, KProbe, RawTracePoint, fentry::FEntryLinkId, fexit::FExitLinkId,
+        kprobe::KProbeLinkId, raw_trace_point::RawTracePointLinkId,
+    },
 };
 use tracer_common::{EVENTS_MAP, FILTER_GLOBAL, Filter, LAYOUT_GLOBAL, Layout, PIDS_MAP};
 
@@ -16,6 +19,10 @@ pub enum AttachKind {
     Kprobe,
     Kretprobe,
     RawTracepoint,
+    /// A BPF trampoline program; its target is resolved in the kernel's BTF
+    /// at load time.
+    Fentry,
+    Fexit,
 }
 
 /// One program of the plan and where it goes.
@@ -50,6 +57,8 @@ pub struct Capture {
 enum LinkId {
     Probe(KProbeLinkId),
     RawTracepoint(RawTracePointLinkId),
+    Fentry(FEntryLinkId),
+    Fexit(FExitLinkId),
 }
 
 impl Capture {
@@ -87,13 +96,21 @@ impl Capture {
             attached: Vec::new(),
             links: Vec::new(),
         };
+        let btf = if attachments
+            .iter()
+            .any(|a| matches!(a.kind, AttachKind::Fentry | AttachKind::Fexit))
+        {
+            Some(Btf::from_sys_fs().map_err(|e| CaptureError::Btf(e.to_string()))?)
+        } else {
+            None
+        };
         for a in attachments {
-            capture.attach(a)?;
+            capture.attach(a, btf.as_ref())?;
         }
         Ok(capture)
     }
 
-    fn attach(&mut self, a: &Attachment) -> Result<(), CaptureError> {
+    fn attach(&mut self, a: &Attachment, btf: Option<&Btf>) -> Result<(), CaptureError> {
         let prog = self
             .ebpf
             .program_mut(&a.program)
@@ -128,6 +145,22 @@ impl Capture {
                 self.links
                     .push((a.program.clone(), LinkId::RawTracepoint(id)));
             }
+            // A trampoline program is verified against one target: loaded
+            // here, with the target's BTF id.
+            AttachKind::Fentry => {
+                let btf = btf.ok_or_else(|| CaptureError::Btf("not loaded".into()))?;
+                let p: &mut FEntry = prog.try_into().map_err(load_err)?;
+                p.load(&a.target, btf).map_err(load_err)?;
+                let id = p.attach().map_err(attach_err)?;
+                self.links.push((a.program.clone(), LinkId::Fentry(id)));
+            }
+            AttachKind::Fexit => {
+                let btf = btf.ok_or_else(|| CaptureError::Btf("not loaded".into()))?;
+                let p: &mut FExit = prog.try_into().map_err(load_err)?;
+                p.load(&a.target, btf).map_err(load_err)?;
+                let id = p.attach().map_err(attach_err)?;
+                self.links.push((a.program.clone(), LinkId::Fexit(id)));
+            }
         }
         self.attached.push(a.clone());
         Ok(())
@@ -161,6 +194,20 @@ impl Capture {
                 }
                 LinkId::RawTracepoint(id) => {
                     if let Ok(p) = <&mut RawTracePoint>::try_from(prog)
+                        && let Ok(link) = p.take_link(id)
+                    {
+                        owned.push(Box::new(link));
+                    }
+                }
+                LinkId::Fentry(id) => {
+                    if let Ok(p) = <&mut FEntry>::try_from(prog)
+                        && let Ok(link) = p.take_link(id)
+                    {
+                        owned.push(Box::new(link));
+                    }
+                }
+                LinkId::Fexit(id) => {
+                    if let Ok(p) = <&mut FExit>::try_from(prog)
                         && let Ok(link) = p.take_link(id)
                     {
                         owned.push(Box::new(link));

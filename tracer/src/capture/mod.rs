@@ -4,6 +4,7 @@
 
 mod anchor;
 mod counters;
+mod counts;
 mod error;
 mod loader;
 mod object;
@@ -12,6 +13,7 @@ mod stacks;
 
 pub use anchor::{ANCHOR_TARGET, Anchor};
 pub use counters::{LossCounters, LossDelta};
+pub use counts::{CountDelta, CountTotals, CountsReader};
 pub use error::CaptureError;
 pub use loader::{AttachKind, Attachment, Capture, LoadOptions};
 pub use object::ebpf_object;

@@ -6,7 +6,8 @@ use anyhow::Context as _;
 use clap::ValueEnum;
 
 use super::CliResult;
-use crate::kernel::{KernelInfo, check};
+use super::trace_args::MechanismArg;
+use crate::kernel::{KernelInfo, check_with};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -28,11 +29,15 @@ pub enum Format {
 pub struct Args {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+
+    /// Plan with this attach mechanism (as `record`/`watch --mechanism`).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mechanism: MechanismArg,
 }
 
 pub fn run(args: Args) -> CliResult {
     let info = KernelInfo::probe().context("reading the running kernel")?;
-    let report = check(&info);
+    let report = check_with(&info, args.mechanism.into());
     match args.format {
         Format::Text => print!("{}", report.render_text()),
         Format::Json => println!(

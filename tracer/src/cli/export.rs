@@ -19,6 +19,9 @@ pub enum Format {
     /// Perfetto trace (TracePacket protobuf): a track per process, faults
     /// and alerts as instants, FOLL_PIN pins as slices. Needs -o.
     Perfetto,
+    /// Parquet: one row per event, typed columns, host and kernel release
+    /// on every row; files from several hosts make one table. Needs -o.
+    Parquet,
 }
 
 /// Export the events of trace files, in time order.
@@ -28,6 +31,8 @@ pub enum Format {
 /// Example: cowtrace export app.cwt --format jsonl > app.jsonl
 ///
 /// Example: cowtrace export app.cwt --format perfetto -o app.pftrace
+///
+/// Example: cowtrace export hosts/*/*.cwt --format parquet -o fleet.parquet
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Trace files written by `cowtrace record`.
@@ -43,8 +48,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    if let Format::Perfetto = args.format {
-        return perfetto(&args);
+    match args.format {
+        Format::Perfetto => return perfetto(&args),
+        Format::Parquet => return parquet_export::run(&args),
+        Format::Jsonl => {}
     }
     let mut reader = input::open(&args.files)?;
     let out: Box<dyn std::io::Write> = match &args.output {
@@ -110,4 +117,78 @@ fn perfetto(args: &Args) -> CliResult {
     out.flush().context("writing the export")?;
     input::report_damage(&reader);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--format parquet` (cargo feature `parquet`, on by default): binary, so
+/// only to a file (`-o`). Files are grouped by recording (host, kernel
+/// release, clock base): the parts of one recording are stitched by time,
+/// and recordings, from any number of hosts, follow each other in the one
+/// output.
+#[cfg(feature = "parquet")]
+mod parquet_export {
+    use std::{
+        collections::BTreeMap,
+        io::{BufWriter, Write as _},
+        path::PathBuf,
+        process::ExitCode,
+    };
+
+    use anyhow::Context as _;
+
+    use super::{Args, CliResult, Failure, input};
+    use crate::output::parquet::ParquetExporter;
+
+    pub(super) fn run(args: &Args) -> CliResult {
+        let Some(path) = &args.output else {
+            return Err(Failure::input(anyhow::anyhow!(
+                "--format parquet writes a binary file: give a file with -o"
+            )));
+        };
+        let groups = group_by_recording(&args.files)?;
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut exporter =
+            ParquetExporter::new(BufWriter::new(file)).context("writing the export")?;
+        for files in groups {
+            let mut reader = input::open(&files)?;
+            exporter.begin_source(reader.meta());
+            while let Some(ev) = reader.next_event() {
+                let ev = ev.map_err(Failure::input)?;
+                exporter.event(&ev).context("writing the export")?;
+            }
+            input::report_damage(&reader);
+        }
+        let (mut out, _summary) = exporter.finish().context("writing the export")?;
+        out.flush().context("writing the export")?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Splits `files` by the recording their header names, oldest first.
+    /// Only the headers are read here.
+    fn group_by_recording(files: &[PathBuf]) -> Result<Vec<Vec<PathBuf>>, Failure> {
+        let mut groups: BTreeMap<(u64, String, String, u64), Vec<PathBuf>> = BTreeMap::new();
+        for f in files {
+            let reader = input::open(std::slice::from_ref(f))?;
+            let m = reader.meta();
+            let key = (
+                m.clock.realtime_ns,
+                m.hostname.clone(),
+                m.kernel.release.clone(),
+                m.clock.monotonic_ns,
+            );
+            groups.entry(key).or_default().push(f.clone());
+        }
+        Ok(groups.into_values().collect())
+    }
+}
+
+#[cfg(not(feature = "parquet"))]
+mod parquet_export {
+    use super::{Args, CliResult, Failure};
+
+    pub(super) fn run(_: &Args) -> CliResult {
+        Err(Failure::input(anyhow::anyhow!(
+            "--format parquet: this cowtrace was built without the `parquet` cargo feature"
+        )))
+    }
 }

@@ -64,7 +64,7 @@ pub fn run(args: Args) -> CliResult {
     let duration = args.trace.duration()?;
     let rt = session::runtime()?;
     rt.block_on(async {
-        let (mut live, meta) = session::prepare(&args.trace)?;
+        let (mut live, meta) = session::prepare(&args.trace, session::CaptureMode::Full)?;
         let opts = WriterOptions {
             max_size: args.max_size,
             max_files: args.max_files,

@@ -10,14 +10,17 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tracer_common::hook;
+use tracer_common::{Filter, hook, layout::ABSENT};
 
 use super::trace_args::TraceArgs;
 use crate::{
-    capture::{AttachKind, Attachment, Capture, LoadOptions, LossCounters, MapStacks, RingSource},
-    decode::{Decoder, DecoderConfig, RetKind, StackSource, Symbolizer},
-    kernel::{Kallsyms, KernelInfo, check, hooks},
-    model::{Event, KernelCaps},
+    capture::{
+        AttachKind, Attachment, Capture, CountsReader, LoadOptions, LossCounters, MapStacks,
+        RingSource,
+    },
+    decode::{self, Decoder, DecoderConfig, RetKind, StackSource, Symbolizer},
+    kernel::{Kallsyms, KernelInfo, check_with, hooks},
+    model::{Counted, Event, KernelCaps, Task},
     trace::{ClockBase, TraceMeta},
 };
 
@@ -35,11 +38,36 @@ pub trait Sink {
     /// SIGHUP: re-read configuration without detaching probes. Errors are
     /// the sink's to report; tracing goes on.
     fn reload(&mut self) {}
+    /// Lean mode: decisions the kernel counted since the last call, read
+    /// at `now` (CLOCK_MONOTONIC ns). Sinks that cannot use them ignore them.
+    fn counted(&mut self, _now: u64, _counts: &[(Task, Counted)]) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the kernel side records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaptureMode {
+    /// Every decision in full.
+    #[default]
+    Full,
+    /// Ordinary `do_wp_page` decisions counted per process in the kernel;
+    /// everything an alert can be about recorded in full
+    /// (`watch --alerts-only`). Needs PageAnonExclusive (5.19+): before it,
+    /// `unprotected-ro-pin` judges fork protection from every write seen,
+    /// so older kernels record in full and say so.
+    Lean,
 }
 
 /// How often losses are polled and sinks ticked. Bounds what a crash can
 /// lose from a trace file (it is flushed on every tick).
 pub const TICK: Duration = Duration::from_millis(250);
+
+/// How often the ring buffer is drained without being woken. The kernel
+/// side wakes the reader only once an eighth of the ring is unread, so
+/// this bounds how late a record in a quiet period is seen (an alert's
+/// latency), at the price of one cheap wake-up per period.
+pub const DRAIN: Duration = Duration::from_millis(50);
 
 /// Why tracing stopped.
 #[derive(Debug)]
@@ -56,6 +84,8 @@ pub struct Live {
     pub capture: Capture,
     pub ring: RingSource,
     pub counters: LossCounters,
+    /// Lean mode's in-kernel counts.
+    pub counts: Option<CountsReader>,
     pub stacks: MapStacks,
     pub decoder: Decoder,
     pub symbols: Kallsyms,
@@ -108,6 +138,33 @@ pub fn monotonic_ns() -> u64 {
 impl Live {
     /// Drains the ring buffer and the loss counters into `out`.
     fn collect(&mut self, out: &mut Vec<Event>) {
+        self.drain(out);
+        let now = monotonic_ns();
+        for d in self.counters.poll() {
+            self.decoder
+                .lost(now, d.hook, d.cpu, d.dropped, d.errors, out);
+        }
+    }
+
+    /// Hands lean mode's counted decisions to the sink.
+    fn deliver_counts(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        let Some(counts) = &mut self.counts else {
+            return Ok(());
+        };
+        let now = monotonic_ns();
+        let batch: Vec<(Task, Counted)> = counts
+            .poll()
+            .iter()
+            .filter_map(|d| decode::counted(&d.key, d.comm, d.delta))
+            .collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        sink.counted(now, &batch)
+    }
+
+    /// Drains the ring buffer into `out`.
+    fn drain(&mut self, out: &mut Vec<Event>) {
         let Live {
             ring,
             stacks,
@@ -124,11 +181,6 @@ impl Live {
                 *undecodable += 1;
             }
         }) as u64;
-        let now = monotonic_ns();
-        for d in self.counters.poll() {
-            self.decoder
-                .lost(now, d.hook, d.cpu, d.dropped, d.errors, out);
-        }
     }
 
     /// Runs until a signal, the deadline or the command's exit, then drains
@@ -147,20 +199,30 @@ impl Live {
         let deadline = duration.map(|d| tokio::time::Instant::from_std(Instant::now() + d));
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain = tokio::time::interval(DRAIN);
+        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(4096);
 
         let stop = loop {
             tokio::select! {
                 r = self.ring.readable() => {
                     r?;
-                    self.collect(&mut batch);
+                    self.drain(&mut batch);
                     sink.events(&batch)?;
                     batch.clear();
+                }
+                _ = drain.tick() => {
+                    self.drain(&mut batch);
+                    if !batch.is_empty() {
+                        sink.events(&batch)?;
+                        batch.clear();
+                    }
                 }
                 _ = tick.tick() => {
                     self.collect(&mut batch);
                     sink.events(&batch)?;
                     batch.clear();
+                    self.deliver_counts(sink)?;
                     sink.tick()?;
                 }
                 _ = self.signals.sigint.recv() => break Stop::Signal("SIGINT"),
@@ -192,6 +254,7 @@ impl Live {
         self.collect(&mut batch);
         self.decoder.finish(&mut batch);
         sink.events(&batch)?;
+        self.deliver_counts(sink)?;
         sink.tick()?;
         Ok(stop)
     }
@@ -252,11 +315,11 @@ pub fn loss_note(lost: u64) -> String {
 /// Probes the kernel, resolves layout, constants and the attach plan, loads
 /// and attaches the programs: everything up to the first event. Refuses
 /// (with what to do) when this kernel or these privileges cannot work.
-pub fn prepare(args: &TraceArgs) -> anyhow::Result<(Live, TraceMeta)> {
+pub fn prepare(args: &TraceArgs, mode: CaptureMode) -> anyhow::Result<(Live, TraceMeta)> {
     args.check_ring_bytes()?;
     let signals = StopSignals::install()?;
     let info = KernelInfo::probe().context("reading the running kernel")?;
-    let report = check(&info);
+    let report = check_with(&info, args.mechanism.into());
     if !report.ready() {
         let problems: Vec<String> = report.problems.iter().map(|p| p.message.clone()).collect();
         bail!(
@@ -277,10 +340,25 @@ pub fn prepare(args: &TraceArgs) -> anyhow::Result<(Live, TraceMeta)> {
                 hooks::AttachKind::Kprobe => AttachKind::Kprobe,
                 hooks::AttachKind::Kretprobe => AttachKind::Kretprobe,
                 hooks::AttachKind::RawTracepoint => AttachKind::RawTracepoint,
+                hooks::AttachKind::Fentry => AttachKind::Fentry,
+                hooks::AttachKind::Fexit => AttachKind::Fexit,
             },
         })
         .collect();
-    let (filter, pids) = args.filter()?;
+    let (mut filter, pids) = args.filter()?;
+    let lean = mode == CaptureMode::Lean && consts.pg_anon_exclusive.is_some();
+    if mode == CaptureMode::Lean && !lean {
+        eprintln!(
+            "cowtrace: --alerts-only: this kernel has no PageAnonExclusive (before 5.19); \
+             recording every decision in full"
+        );
+    }
+    if lean {
+        filter.mode = Filter::LEAN;
+        filter.unshare_flag = consts.fault_flag_unshare.unwrap_or(0);
+        filter.pg_swapcache = consts.pg_swapcache.unwrap_or(ABSENT);
+        filter.fault_fail_mask = consts.vm_fault_error_mask | consts.vm_fault_retry;
+    }
     let opts = LoadOptions {
         layout,
         filter,
@@ -290,6 +368,11 @@ pub fn prepare(args: &TraceArgs) -> anyhow::Result<(Live, TraceMeta)> {
     let mut capture = Capture::load(&opts, &attachments)?;
     let ring = RingSource::new(&mut capture)?;
     let counters = LossCounters::new(&mut capture)?;
+    let counts = if lean {
+        Some(CountsReader::new(&mut capture)?)
+    } else {
+        None
+    };
     let stacks = MapStacks::new(&mut capture)?;
 
     let decoder = Decoder::new(DecoderConfig {
@@ -319,6 +402,7 @@ pub fn prepare(args: &TraceArgs) -> anyhow::Result<(Live, TraceMeta)> {
         capture,
         ring,
         counters,
+        counts,
         stacks,
         decoder,
         symbols,

@@ -6,6 +6,8 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use tracer_common::{DEFAULT_RING_BYTES, Filter};
 
+use crate::kernel::MechanismChoice;
+
 #[derive(Debug, Clone, Args)]
 pub struct TraceArgs {
     /// Only trace these processes (and the children they fork). Repeatable.
@@ -44,6 +46,13 @@ pub struct TraceArgs {
     /// Command to run while tracing; tracing stops when it exits.
     ///
     /// Example: cowtrace record -o app.cwt -- ./app --flag
+    /// How probes attach where a hook offers a choice: `fentry` (BPF
+    /// trampolines: cheaper, needs BTF), `kprobe`, or `auto` (fentry where
+    /// the kernel allows it, else kprobes). `cowtrace check` shows the
+    /// mechanism per hook.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mechanism: MechanismArg,
+
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
@@ -105,5 +114,24 @@ impl TraceArgs {
             filter.cgroup_id = md.ino();
         }
         Ok((filter, pids))
+    }
+}
+
+/// `--mechanism`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum MechanismArg {
+    #[default]
+    Auto,
+    Kprobe,
+    Fentry,
+}
+
+impl From<MechanismArg> for MechanismChoice {
+    fn from(m: MechanismArg) -> Self {
+        match m {
+            MechanismArg::Auto => MechanismChoice::Auto,
+            MechanismArg::Kprobe => MechanismChoice::Kprobe,
+            MechanismArg::Fentry => MechanismChoice::Fentry,
+        }
     }
 }

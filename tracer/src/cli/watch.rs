@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     model::{
-        Alert, Engine, Event,
+        Alert, Counted, Engine, Event, Task,
         service_config::{SinkConfig, StdoutFormat},
     },
     output::report_text,
@@ -87,6 +87,16 @@ pub struct Args {
     #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with_all = LIVE_ONLY)]
     pub replay: Vec<PathBuf>,
 
+    /// Lean production mode: ordinary copy/reuse decisions are counted per
+    /// process in the kernel instead of being streamed; only what an alert
+    /// can be about (pages with GUP references or pins, unshares, large
+    /// folios, other sites, fork copies, GUP itself) is recorded in full.
+    /// Alerts are those of full capture; the report keeps per-process and
+    /// per-site counts but has no per-mapping or per-reason detail for the
+    /// counted decisions. Kernels before 5.19 record in full.
+    #[arg(long, conflicts_with = "replay")]
+    pub alerts_only: bool,
+
     #[command(flatten)]
     pub trace: TraceArgs,
 }
@@ -119,6 +129,15 @@ impl Sink for WatchSink {
             self.engine.feed(ev, &mut self.alerts);
         }
         // Queued to each sink's thread: never waits on a destination.
+        self.service.alerts(&self.alerts);
+        self.alerts.clear();
+        Ok(())
+    }
+
+    fn counted(&mut self, now: u64, counts: &[(Task, Counted)]) -> anyhow::Result<()> {
+        for (task, c) in counts {
+            self.engine.counted(now, task, c, &mut self.alerts);
+        }
         self.service.alerts(&self.alerts);
         self.alerts.clear();
         Ok(())
@@ -175,7 +194,12 @@ pub fn run(args: Args) -> CliResult {
     let mut service = Service::start(&config, service_args(&args))?;
     let rt = session::runtime()?;
     rt.block_on(async {
-        let (mut live, meta) = session::prepare(&trace)?;
+        let mode = if args.alerts_only {
+            session::CaptureMode::Lean
+        } else {
+            session::CaptureMode::Full
+        };
+        let (mut live, meta) = session::prepare(&trace, mode)?;
         service.start_recording(&meta)?;
         let status_every =
             (args.status_interval > 0).then(|| Duration::from_secs(args.status_interval));

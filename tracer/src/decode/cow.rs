@@ -124,6 +124,7 @@ pub(crate) fn cow_fault(r: &CowFaultRecord, c: &KernelConsts) -> Option<CowFault
             shared_mapping,
             ret: r.ret,
             page: page_state(&r.page, c),
+            swap_count: super::swap::swap_count(r.swap_format, r.swap_witness),
         });
     }
     let start_present = r.orig_entry & c.pte_present != 0;
@@ -147,6 +148,7 @@ pub(crate) fn cow_fault(r: &CowFaultRecord, c: &KernelConsts) -> Option<CowFault
         shared_mapping,
         ret: r.ret,
         page: page_state(&r.page, c),
+        swap_count: None,
     })
 }
 
@@ -265,7 +267,7 @@ fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::testutil::{PRESENT, RW, consts_5_10, consts_6_1, page, pte};
+    use crate::decode::synthetic::{PRESENT, RW, consts_5_10, consts_6_1, page, pte};
 
     const PFN: u64 = 0x1_2344;
     const NEW_PFN: u64 = 0x5_4321;
@@ -434,6 +436,21 @@ mod tests {
         let mut r = swap(pte(PFN, PRESENT | RW));
         r.vm_flags |= VM_SHARED;
         assert_eq!(decode(&r).decision, Decision::Other);
+    }
+
+    #[test]
+    fn swap_count_comes_from_the_swap_witness_of_swap_records_only() {
+        let mut r = swap(pte(PFN, PRESENT | RW));
+        r.swap_format = tracer_common::swap_witness::SWAP_MAP;
+        r.swap_witness = 0x42; // SWAP_HAS_CACHE | 2
+        assert_eq!(decode(&r).swap_count, Some(2));
+        r.swap_format = tracer_common::swap_witness::NONE;
+        assert_eq!(decode(&r).swap_count, None);
+        // The same bytes on a write-protect record mean nothing.
+        let mut w = rec(pte(PFN, PRESENT | RW));
+        w.swap_format = tracer_common::swap_witness::SWAP_MAP;
+        w.swap_witness = 0x2;
+        assert_eq!(decode(&w).swap_count, None);
     }
 
     fn thp(after: u64, ret: u32) -> CowFaultRecord {

@@ -81,7 +81,7 @@ pub(crate) fn unpin(r: &UnpinRecord, c: &KernelConsts) -> Unpin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::testutil::{consts_5_10, consts_6_1, consts_6_12, page};
+    use crate::decode::synthetic::{consts_5_10, consts_6_1, consts_6_12, page};
 
     #[test]
     fn unpin_user_folio_releases_pins_without_flags() {

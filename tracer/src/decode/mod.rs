@@ -9,21 +9,26 @@
 //! - `gup`: GUP grabs (FOLL_* flags, per-helper return conventions), unpins;
 //! - `stacks`: stack ids into `StackDef` events, once per trace;
 //! - `fork`: joins fork page-table copies with the child's pid;
-//! - `pointers`: kernel pointers into per-trace ids.
+//! - `pointers`: kernel pointers into per-trace ids;
+//! - `counts`: lean mode's in-kernel decision counts.
 //!
 //! [`Decoder`] ties them together and keeps the per-trace state.
 
 pub mod consts;
+mod counts;
 mod cow;
 mod fork;
 mod gup;
 mod pointers;
 mod stacks;
-#[cfg(test)]
-mod testutil;
+mod swap;
+#[cfg(any(test, feature = "test-support"))]
+#[doc(hidden)]
+pub mod synthetic;
 mod wire;
 
 pub use consts::KernelConsts;
+pub use counts::counted;
 pub use fork::ForkLimits;
 pub use gup::RetKind;
 pub use stacks::{NoStacks, NoSymbols, StackSource, Symbolizer};

@@ -15,7 +15,7 @@
 //!   process. Fork is where a new mm appears, so the child mm of a fork gets
 //!   a fresh id (`forked`), even if the address was known from a dead process.
 
-use std::collections::HashMap;
+use crate::model::fasthash::FastMap;
 
 #[derive(Clone, Copy, Debug)]
 struct Slot {
@@ -32,7 +32,7 @@ pub(crate) struct PointerIds {
     cap: usize,
     next_id: u64,
     tick: u64,
-    map: HashMap<u64, Slot>,
+    map: FastMap<u64, Slot>,
     pub evicted: u64,
 }
 
@@ -43,7 +43,7 @@ impl PointerIds {
             cap: cap.max(1),
             next_id: 1,
             tick: 0,
-            map: HashMap::new(),
+            map: FastMap::default(),
             evicted: 0,
         }
     }

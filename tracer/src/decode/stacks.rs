@@ -6,7 +6,7 @@
 //! `BPF_F_REUSE_STACKID` (a hash collision then yields a negative id, which
 //! decodes to "no stack").
 
-use std::collections::HashSet;
+use crate::model::fasthash::FastSet;
 
 use crate::model::StackDef;
 
@@ -66,7 +66,7 @@ pub(crate) struct Resolved {
 /// Remembers which stack ids were defined in this trace.
 #[derive(Debug)]
 pub(crate) struct StackDefs {
-    defined: HashSet<u32>,
+    defined: FastSet<u32>,
     /// Beyond this many ids the set is cleared: ids are then defined again,
     /// which a reader accepts (a definition precedes each first use, a
     /// repeated identical definition is harmless). Bounds memory against
@@ -79,7 +79,7 @@ pub(crate) struct StackDefs {
 impl StackDefs {
     pub fn new(cap: usize, raw_pointers: bool) -> Self {
         StackDefs {
-            defined: HashSet::new(),
+            defined: FastSet::default(),
             cap: cap.max(1),
             raw_pointers,
             missing: 0,

@@ -6,7 +6,7 @@ use std::mem::size_of;
 use tracer_common::{gup_path, site};
 
 use super::stacks::fakes::{MapStacks, TableSymbols};
-use super::testutil::{PRESENT, RW, consts_6_1, hdr, page, pte};
+use super::synthetic::{PRESENT, RW, consts_6_1, hdr, page, pte};
 use super::wire::{Wire, to_bytes};
 use super::*;
 use crate::model::{Decision, GupPath, StackDef};

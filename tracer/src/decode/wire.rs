@@ -85,6 +85,15 @@ impl<'a> Entry<'a> {
     }
 }
 
+/// The bytes of a wire struct, as the ring buffer carries them, borrowed
+/// (synthetic streams for tests and benchmarks).
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) fn bytes_of<T: Wire>(rec: &T) -> &[u8] {
+    // SAFETY: `T: Wire` is plain old data with explicit padding fields (no
+    // uninitialised bytes); the slice borrows `rec` for its lifetime.
+    unsafe { std::slice::from_raw_parts((rec as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
 /// Test helper: the bytes of a wire struct, as the ring buffer carries them.
 #[cfg(test)]
 pub(crate) fn to_bytes<T: Wire>(rec: &T) -> Vec<u8> {

@@ -9,7 +9,9 @@ use serde::Serialize;
 use super::consts::ConstSource;
 use super::info::{KPROBE_PMU, KernelInfo};
 use super::layout::LayoutReport;
-use super::plan::{AttachKind, AttachPlan, ChosenAlt, HookPlan, Mechanism, plan};
+use super::plan::{
+    AttachKind, AttachPlan, ChosenAlt, HookPlan, Mechanism, MechanismChoice, plan_with,
+};
 use super::version::KernelVersion;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -57,8 +59,13 @@ pub struct CheckReport {
 
 /// Resolves layout, constants and plan for `info` and lists the problems.
 pub fn check(info: &KernelInfo) -> CheckReport {
+    check_with(info, MechanismChoice::Auto)
+}
+
+/// [`check`] with the attach mechanism restricted (`--mechanism`).
+pub fn check_with(info: &KernelInfo, choice: MechanismChoice) -> CheckReport {
     let (_, layout) = info.resolve_layout();
-    let plan = plan(info, &layout);
+    let plan = plan_with(info, &layout, choice);
     let (constants, constants_error) = match info.resolve_consts() {
         Ok((_, sources)) => (sources, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
@@ -179,6 +186,7 @@ fn mechanism_label(c: &ChosenAlt) -> &'static str {
     }
     match c.mechanism {
         Mechanism::Kprobe => "kprobe",
+        Mechanism::Fentry => "fentry",
     }
 }
 
@@ -259,11 +267,7 @@ impl CheckReport {
             match &h.chosen {
                 Some(c) => {
                     for a in &c.attachments {
-                        let kind = match a.kind {
-                            AttachKind::Kprobe => "kprobe",
-                            AttachKind::Kretprobe => "kretprobe",
-                            AttachKind::RawTracepoint => "raw_tracepoint",
-                        };
+                        let kind = a.kind.label();
                         let _ = writeln!(s, "  {kind:<15} {:<32} program {}", a.target, a.program);
                     }
                     for f in &c.fields {
@@ -390,7 +394,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("NOT READY"));
-        for name in ["wp_fault", "gup_slow", "gup_fast", "unpin", "fork_vma"] {
+        // do_wp_page can still attach through a trampoline (fentry).
+        for name in ["gup_slow", "gup_fast", "unpin", "fork_vma"] {
             assert!(
                 r.plan.missing_required().iter().any(|h| h.name == name),
                 "{name}"

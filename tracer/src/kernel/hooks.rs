@@ -9,15 +9,21 @@
 use serde::Serialize;
 use tracer_common::{hook, prog};
 
-use super::layout::{PAGE_SIZE_FIELD, PG_HEAD_FIELD, VMEMMAP_FIELD};
+use super::layout::{
+    ENTIRE_MAPCOUNT_FIELD, NR_SWAPFILES_FIELD, PAGE_SIZE_FIELD, PG_HEAD_FIELD,
+    SWAP_CLUSTER_SIZE_FIELD, SWAP_INFO_FIELD, SWAP_TABLE_SLOTS_FIELD, VMEMMAP_FIELD,
+};
 
-/// How a program is attached. Kprobes only for now; fentry/fexit (cheaper,
-/// BTF-typed arguments) is the next mechanism to add.
+/// How a program is attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mechanism {
     /// kprobe/kretprobe on functions, raw tracepoints on tracepoints.
     Kprobe,
+    /// fentry/fexit through a BPF trampoline: a direct call at the
+    /// function's ftrace site instead of a probe handler, and an exit that
+    /// sees the arguments again. Needs the function in the kernel's BTF.
+    Fentry,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -26,6 +32,30 @@ pub enum AttachKind {
     Kprobe,
     Kretprobe,
     RawTracepoint,
+    Fentry,
+    Fexit,
+}
+
+impl AttachKind {
+    /// Attaches to a kernel function (not a tracepoint).
+    pub fn on_function(self) -> bool {
+        self != AttachKind::RawTracepoint
+    }
+
+    /// Needs the function's prototype in BTF (a trampoline program).
+    pub fn needs_btf_func(self) -> bool {
+        matches!(self, AttachKind::Fentry | AttachKind::Fexit)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AttachKind::Kprobe => "kprobe",
+            AttachKind::Kretprobe => "kretprobe",
+            AttachKind::RawTracepoint => "raw_tracepoint",
+            AttachKind::Fentry => "fentry",
+            AttachKind::Fexit => "fexit",
+        }
+    }
 }
 
 /// One program attached to one target.
@@ -55,6 +85,9 @@ pub enum ArgCheck {
         index: usize,
         name: &'static str,
     },
+    /// `func` has exactly `count` parameters: an fexit program finds the
+    /// return value right after the arguments.
+    Arity { func: &'static str, count: usize },
 }
 
 /// One way to implement a hook.
@@ -101,6 +134,22 @@ const fn kret(program: &'static str, target: &'static str) -> AttachSpec {
     }
 }
 
+const fn fentry(program: &'static str, target: &'static str) -> AttachSpec {
+    AttachSpec {
+        program,
+        target,
+        kind: AttachKind::Fentry,
+    }
+}
+
+const fn fexit(program: &'static str, target: &'static str) -> AttachSpec {
+    AttachSpec {
+        program,
+        target,
+        kind: AttachKind::Fexit,
+    }
+}
+
 const fn rawtp(program: &'static str, target: &'static str) -> AttachSpec {
     AttachSpec {
         program,
@@ -127,6 +176,18 @@ const fn alt(attachments: &'static [AttachSpec], fields: &'static [&'static str]
 
 /// Read, when the kernel has it, by every probe that reads a `struct page`.
 const PAGE_OPTIONAL: &[&str] = &["folio_large_mapcount"];
+/// The swap-in probe also reads the swap count of the entry: through
+/// `swap_map` (up to 6.x) or the cluster's swap table (7.x).
+#[rustfmt::skip]
+const SWAP_OPTIONAL: &[&str] = &[
+    "folio_large_mapcount", SWAP_INFO_FIELD, NR_SWAPFILES_FIELD, "swap_info_max",
+    "swap_info_swap_map", "swap_info_cluster_info", SWAP_CLUSTER_SIZE_FIELD,
+    "swap_cluster_table", SWAP_TABLE_SLOTS_FIELD,
+];
+/// hugetlb folios keep their mapcount in the folio-wide entire mapcount.
+const HUGETLB_OPTIONAL: &[&str] = &["folio_large_mapcount", ENTIRE_MAPCOUNT_FIELD];
+/// The eager hugetlb copy probe turns the new page into a pfn.
+const FORK_HUGE_FIELDS: &[&str] = &[VMEMMAP_FIELD, PAGE_SIZE_FIELD, "task_mm"];
 
 // Layout fields per probe family. Every `struct page` reader needs the
 // vmemmap base, sizeof(struct page) and PG_head besides the page words.
@@ -142,6 +203,12 @@ const THP_FIELDS: &[&str] = &[
     VMEMMAP_FIELD, PAGE_SIZE_FIELD, PG_HEAD_FIELD, "page_flags", "page_refcount",
     "page_mapcount", "page_mapping", "page_compound_head", "vmf_vma", "vmf_address",
     "vmf_flags", "vmf_pmd", "vma_mm", "vma_flags", "task_mm",
+];
+#[rustfmt::skip]
+const THP_FIELDS_ORIG_PMD: &[&str] = &[
+    VMEMMAP_FIELD, PAGE_SIZE_FIELD, PG_HEAD_FIELD, "page_flags", "page_refcount",
+    "page_mapcount", "page_mapping", "page_compound_head", "vmf_vma", "vmf_address",
+    "vmf_flags", "vmf_pmd", "vmf_orig_pmd", "vma_mm", "vma_flags", "task_mm",
 ];
 #[rustfmt::skip]
 const GUP_SLOW_FIELDS: &[&str] = &[
@@ -183,17 +250,37 @@ pub const HOOKS: &[HookSpec] = &[
         required: true,
         depends_on: &[],
         lost: "write-protect and unshare fault decisions (reuse / copy): the core of cowtrace",
-        alternatives: &[AltSpec {
-            optional_fields: PAGE_OPTIONAL,
-            args: &[param("do_wp_page", 0, "vmf")],
-            ..alt(
-                &[
-                    kp(prog::WP_ENTRY, "do_wp_page"),
-                    kret(prog::WP_EXIT, "do_wp_page"),
+        alternatives: &[
+            AltSpec {
+                mechanism: Mechanism::Fentry,
+                optional_fields: PAGE_OPTIONAL,
+                args: &[
+                    param("do_wp_page", 0, "vmf"),
+                    ArgCheck::Arity {
+                        func: "do_wp_page",
+                        count: 1,
+                    },
                 ],
-                WP_FIELDS,
-            )
-        }],
+                ..alt(
+                    &[
+                        fentry(prog::WP_FENTRY, "do_wp_page"),
+                        fexit(prog::WP_FEXIT, "do_wp_page"),
+                    ],
+                    WP_FIELDS,
+                )
+            },
+            AltSpec {
+                optional_fields: PAGE_OPTIONAL,
+                args: &[param("do_wp_page", 0, "vmf")],
+                ..alt(
+                    &[
+                        kp(prog::WP_ENTRY, "do_wp_page"),
+                        kret(prog::WP_EXIT, "do_wp_page"),
+                    ],
+                    WP_FIELDS,
+                )
+            },
+        ],
     },
     HookSpec {
         id: hook::THP_WP,
@@ -202,7 +289,29 @@ pub const HOOKS: &[HookSpec] = &[
         lost: "THP whole-page decisions (write faults on PMD-mapped huge pages): on 5.10 \
                where a THP held by GUP in another process is reused whole and the holder \
                sees the write",
-        alternatives: &[AltSpec {
+        alternatives: &[
+            // 5.18+: do_huge_pmd_wp_page(vmf), orig_pmd in vmf.
+            AltSpec {
+                mechanism: Mechanism::Fentry,
+                optional_fields: PAGE_OPTIONAL,
+                args: &[
+                    param("do_huge_pmd_wp_page", 0, "vmf"),
+                    ArgCheck::Arity {
+                        func: "do_huge_pmd_wp_page",
+                        count: 1,
+                    },
+                ],
+                ..alt(
+                    &[
+                        fentry(prog::THP_FENTRY, "do_huge_pmd_wp_page"),
+                        fexit(prog::THP_FEXIT, "do_huge_pmd_wp_page"),
+                    ],
+                    THP_FIELDS_ORIG_PMD,
+                )
+            },
+            // 5.10's do_huge_pmd_wp_page(vmf, orig_pmd) passes a pmd_t
+            // struct by value, which trampolines before 6.1 refuse: kprobes.
+            AltSpec {
             optional_fields: &["vmf_orig_pmd", "folio_large_mapcount"],
             args: &[
                 param("do_huge_pmd_wp_page", 0, "vmf"),
@@ -220,7 +329,8 @@ pub const HOOKS: &[HookSpec] = &[
                 ],
                 THP_FIELDS,
             )
-        }],
+        },
+        ],
     },
     HookSpec {
         id: hook::GUP_SLOW,
@@ -447,7 +557,7 @@ pub const HOOKS: &[HookSpec] = &[
                do_swap_page, or handed over to do_wp_page): on 5.10 this is where a page \
                held by GUP in another process is reused and the holder sees the write",
         alternatives: &[AltSpec {
-            optional_fields: PAGE_OPTIONAL,
+            optional_fields: SWAP_OPTIONAL,
             args: &[param("do_swap_page", 0, "vmf")],
             ..alt(
                 &[
@@ -466,7 +576,7 @@ pub const HOOKS: &[HookSpec] = &[
         alternatives: &[
             // hugetlb_wp(vmf)
             AltSpec {
-                optional_fields: PAGE_OPTIONAL,
+                optional_fields: HUGETLB_OPTIONAL,
                 args: &[param("hugetlb_wp", 0, "vmf")],
                 ..alt(
                     &[
@@ -478,7 +588,7 @@ pub const HOOKS: &[HookSpec] = &[
             },
             // 6.10+: hugetlb_wp(pagecache_folio, vmf)
             AltSpec {
-                optional_fields: PAGE_OPTIONAL,
+                optional_fields: HUGETLB_OPTIONAL,
                 args: &[param("hugetlb_wp", 1, "vmf")],
                 ..alt(
                     &[
@@ -490,7 +600,7 @@ pub const HOOKS: &[HookSpec] = &[
             },
             // 6.1: hugetlb_wp(mm, vma, address, ptep, flags, pagecache_page, ptl)
             AltSpec {
-                optional_fields: PAGE_OPTIONAL,
+                optional_fields: HUGETLB_OPTIONAL,
                 args: &[
                     param("hugetlb_wp", 1, "vma"),
                     param("hugetlb_wp", 2, "address"),
@@ -507,7 +617,7 @@ pub const HOOKS: &[HookSpec] = &[
             },
             // 5.10: hugetlb_cow(mm, vma, address, ptep, pagecache_page, ptl)
             AltSpec {
-                optional_fields: PAGE_OPTIONAL,
+                optional_fields: HUGETLB_OPTIONAL,
                 args: &[
                     param("hugetlb_cow", 1, "vma"),
                     param("hugetlb_cow", 2, "address"),
@@ -519,6 +629,38 @@ pub const HOOKS: &[HookSpec] = &[
                         kret(prog::HUGETLB_EXIT, "hugetlb_cow"),
                     ],
                     HUGETLB_FIELDS,
+                )
+            },
+        ],
+    },
+    HookSpec {
+        id: hook::FORK_COPY_HUGETLB,
+        required: false,
+        // fork_huge_copy only records inside the copy_page_range window.
+        depends_on: &[hook::FORK_VMA],
+        lost: "eager copies of pinned hugetlb pages at fork (copy_hugetlb_page_range, \
+               5.13+): fork-with-pins cannot fire for MAP_HUGETLB buffers",
+        alternatives: &[
+            // 6.10+: copy_user_large_folio(dst, src, addr_hint, vma)
+            AltSpec {
+                args: &[
+                    param("copy_user_large_folio", 0, "dst"),
+                    param("copy_user_large_folio", 2, "addr_hint"),
+                ],
+                ..alt(
+                    &[kp(prog::FORK_HUGE_COPY, "copy_user_large_folio")],
+                    FORK_HUGE_FIELDS,
+                )
+            },
+            // copy_user_huge_page(dst, src, addr_hint, vma, pages_per_huge_page)
+            AltSpec {
+                args: &[
+                    param("copy_user_huge_page", 0, "dst"),
+                    param("copy_user_huge_page", 2, "addr_hint"),
+                ],
+                ..alt(
+                    &[kp(prog::FORK_HUGE_COPY, "copy_user_huge_page")],
+                    FORK_HUGE_FIELDS,
                 )
             },
         ],
@@ -574,6 +716,7 @@ mod tests {
             prog::FORK_VMA_ENTRY,
             prog::FORK_VMA_EXIT,
             prog::FORK_ALLOC,
+            prog::FORK_HUGE_COPY,
             prog::TASK_FORK,
             prog::TASK_EXIT,
         ] {

@@ -181,7 +181,12 @@ impl KernelInfo {
                 .clone()
                 .unwrap_or_else(|| "kallsyms not read".into())),
         };
-        resolve_layout(self.types(), vmemmap)
+        let (mut layout, mut report) = resolve_layout(self.types(), vmemmap);
+        super::layout::resolve_swap_symbols(&mut layout, &mut report, |sym| match &self.kallsyms {
+            Some(k) => Ok(k.address(sym)),
+            None => Err("kallsyms not read".into()),
+        });
+        (layout, report)
     }
 
     /// [`KernelConsts`] for this kernel, with the source of each value.

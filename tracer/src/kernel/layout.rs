@@ -78,7 +78,49 @@ pub const FIELDS: &[FieldSpec] = &[
     req("task_mm", "task_struct", &["mm"]),
     req("task_pid", "task_struct", &["pid"]),
     req("task_tgid", "task_struct", &["tgid"]),
+    // The swap count of a swap-in's entry (optional: the swap-in decision
+    // is recorded without it).
+    opt(
+        "swap_info_max",
+        "swap_info_struct",
+        &["max"],
+        SWAP_COUNT_WHY,
+    ),
+    opt(
+        "swap_info_swap_map",
+        "swap_info_struct",
+        &["swap_map"],
+        "7.x keeps swap counts in per-cluster swap tables instead of swap_map",
+    ),
+    opt(
+        "swap_info_cluster_info",
+        "swap_info_struct",
+        &["cluster_info"],
+        SWAP_COUNT_WHY,
+    ),
+    opt(
+        "swap_cluster_table",
+        "swap_cluster_info",
+        &["table"],
+        "swap tables exist from 6.18; earlier kernels count in swap_map",
+    ),
 ];
+
+const SWAP_COUNT_WHY: &str = "without it swap-in records carry no swap count";
+
+const fn opt(
+    field: &'static str,
+    strukt: &'static str,
+    members: &'static [&'static str],
+    why: &'static str,
+) -> FieldSpec {
+    FieldSpec {
+        field,
+        strukt,
+        members,
+        optional: Some(why),
+    }
+}
 
 /// How a tail page's `compound_head` / `compound_info` word names its head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -119,6 +161,25 @@ fn compound_encoding(t: &dyn TypeSource, path: &str, page_size: u32) -> Compound
 pub const PAGE_SIZE_FIELD: &str = "page_size";
 pub const PG_HEAD_FIELD: &str = "pg_head";
 pub const VMEMMAP_FIELD: &str = "vmemmap_base_sym";
+/// Derived from BTF sizes or from members of another struct.
+pub const SWAP_CLUSTER_SIZE_FIELD: &str = "swap_cluster_info_size";
+pub const SWAP_TABLE_SLOTS_FIELD: &str = "swap_table_slots";
+pub const ENTIRE_MAPCOUNT_FIELD: &str = "folio_entire_mapcount";
+/// Addresses from kallsyms (static variables: CONFIG_KALLSYMS_ALL).
+pub const SWAP_INFO_FIELD: &str = "swap_info_sym";
+pub const NR_SWAPFILES_FIELD: &str = "nr_swapfiles_sym";
+
+/// Optional fields resolved outside [`FIELDS`], in the order reported.
+pub const DERIVED_FIELDS: [&str; 3] = [
+    SWAP_CLUSTER_SIZE_FIELD,
+    SWAP_TABLE_SLOTS_FIELD,
+    ENTIRE_MAPCOUNT_FIELD,
+];
+/// The kallsyms variables the swap count reads, with their Layout fields.
+pub const SWAP_SYMBOLS: [(&str, &str); 2] = [
+    (SWAP_INFO_FIELD, "swap_info"),
+    (NR_SWAPFILES_FIELD, "nr_swapfiles"),
+];
 
 /// What was found for one [`Layout`] field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -215,6 +276,9 @@ pub fn resolve_layout(
                 let f = member(t, spec, &mut layout, &mut report.compound_encoding);
                 report.fields.push(f);
             }
+            report.fields.push(swap_cluster_size(t, &mut layout));
+            report.fields.push(swap_table_slots(t, &mut layout));
+            report.fields.push(entire_mapcount(t, &mut layout));
         }
         None => {
             let no_btf = |field, tried: &[String], optional| {
@@ -235,6 +299,9 @@ pub fn resolve_layout(
                 report
                     .fields
                     .push(no_btf(spec.field, &spec.tried(), spec.optional.is_some()));
+            }
+            for field in DERIVED_FIELDS {
+                report.fields.push(no_btf(field, &[], true));
             }
         }
     }
@@ -334,6 +401,108 @@ fn member(
     }
 }
 
+/// `sizeof(struct swap_cluster_info)`: the stride of `cluster_info[]`,
+/// needed only where swap tables hold the counts.
+fn swap_cluster_size(t: &dyn TypeSource, layout: &mut Layout) -> FieldReport {
+    const SRC: &str = "sizeof(struct swap_cluster_info)";
+    match t.struct_size("swap_cluster_info") {
+        Ok(n) => {
+            layout.swap_cluster_info_size = n;
+            FieldReport::found(SWAP_CLUSTER_SIZE_FIELD, u64::from(n), SRC.into(), true)
+        }
+        Err(e) => FieldReport::missing(
+            SWAP_CLUSTER_SIZE_FIELD,
+            vec![SRC.into()],
+            e.to_string(),
+            true,
+        ),
+    }
+}
+
+/// `SWAPFILE_CLUSTER`, a macro, seen through `struct swap_table {
+/// atomic_long_t entries[SWAPFILE_CLUSTER]; }` (mm/swap_table.h, 6.18+).
+fn swap_table_slots(t: &dyn TypeSource, layout: &mut Layout) -> FieldReport {
+    const SRC: &str = "sizeof(struct swap_table) / 8";
+    let missing =
+        |e: String| FieldReport::missing(SWAP_TABLE_SLOTS_FIELD, vec![SRC.into()], e, true);
+    match t.struct_size("swap_table") {
+        Ok(n) if n >= 8 && n % 8 == 0 => {
+            layout.swap_table_slots = n / 8;
+            FieldReport::found(SWAP_TABLE_SLOTS_FIELD, u64::from(n / 8), SRC.into(), true)
+        }
+        Ok(n) => missing(format!("{n} bytes is not a whole number of words")),
+        Err(e) => missing(e.to_string()),
+    }
+}
+
+/// Where a large folio's "entire" mapcount lives, as an offset from the
+/// head page: `folio::_entire_mapcount` (6.2+), `folio::_total_mapcount`
+/// (6.1, which `FOLIO_MATCH`es it to `compound_mapcount`, the entire
+/// mapcount, despite the name), else the first tail page's
+/// `compound_mapcount` (5.10: `compound_mapcount_ptr()` is
+/// `&page[1].compound_mapcount`). hugetlb keeps its mapcount only there.
+fn entire_mapcount(t: &dyn TypeSource, layout: &mut Layout) -> FieldReport {
+    const FOLIO: [&str; 2] = ["_entire_mapcount", "_total_mapcount"];
+    let mut tried: Vec<String> = FOLIO.iter().map(|m| format!("folio.{m}")).collect();
+    tried.push("sizeof(struct page) + page.compound_mapcount".into());
+    let mut last_err = String::new();
+    for m in FOLIO {
+        match t.member_offset("folio", m) {
+            Ok(off) => {
+                layout.folio_entire_mapcount = off.offset;
+                return FieldReport::found(
+                    ENTIRE_MAPCOUNT_FIELD,
+                    u64::from(off.offset),
+                    off.path,
+                    true,
+                );
+            }
+            Err(e) => last_err = e.to_string(),
+        }
+    }
+    match (
+        t.struct_size("page"),
+        t.member_offset("page", "compound_mapcount"),
+    ) {
+        (Ok(size), Ok(off)) => {
+            let at = size + off.offset;
+            layout.folio_entire_mapcount = at;
+            let src = format!("sizeof(struct page) + {}", off.path);
+            FieldReport::found(ENTIRE_MAPCOUNT_FIELD, u64::from(at), src, true)
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            last_err = format!("{last_err}; {e}");
+            FieldReport::missing(ENTIRE_MAPCOUNT_FIELD, tried, last_err, true)
+        }
+    }
+}
+
+/// The kallsyms addresses of the swap count's variables. `lookup` answers
+/// `Ok(Some(addr))`, `Ok(None)` (no such symbol: e.g. a kernel without
+/// CONFIG_KALLSYMS_ALL) or `Err(why)` (kallsyms unreadable). Optional: a
+/// kernel without them records swap-ins without their count.
+pub fn resolve_swap_symbols(
+    layout: &mut Layout,
+    report: &mut LayoutReport,
+    lookup: impl Fn(&str) -> Result<Option<u64>, String>,
+) {
+    for (field, sym) in SWAP_SYMBOLS {
+        let tried = vec![format!("kallsyms {sym}")];
+        let f = match lookup(sym) {
+            Ok(Some(addr)) if addr != 0 => {
+                match field {
+                    SWAP_INFO_FIELD => layout.swap_info_sym = addr,
+                    _ => layout.nr_swapfiles_sym = addr,
+                }
+                FieldReport::found(field, addr, format!("kallsyms {sym}"), true)
+            }
+            Ok(_) => FieldReport::missing(field, tried, "no such symbol".into(), true),
+            Err(why) => FieldReport::missing(field, tried, why, true),
+        };
+        report.fields.push(f);
+    }
+}
+
 /// vmemmap_base is a variable only with CONFIG_RANDOMIZE_MEMORY; without it
 /// the vmemmap sits at the fixed default the Layout carries.
 fn vmemmap(base: Result<Option<u64>, String>, layout: &mut Layout) -> FieldReport {
@@ -383,6 +552,10 @@ fn set_offset(layout: &mut Layout, field: &str, offset: u32) -> bool {
         "task_mm" => &mut layout.task_mm,
         "task_pid" => &mut layout.task_pid,
         "task_tgid" => &mut layout.task_tgid,
+        "swap_info_max" => &mut layout.swap_info_max,
+        "swap_info_swap_map" => &mut layout.swap_info_swap_map,
+        "swap_info_cluster_info" => &mut layout.swap_info_cluster_info,
+        "swap_cluster_table" => &mut layout.swap_cluster_table,
         _ => return false,
     };
     *slot = offset;
@@ -498,7 +671,106 @@ mod tests {
         let (_, r) = resolve_layout(None, Err("addresses hidden".into()));
         assert!(!r.is_resolved(VMEMMAP_FIELD));
         assert!(!r.is_resolved("task_mm"));
-        assert_eq!(r.fields.len(), FIELDS.len() + 3);
+        assert_eq!(r.fields.len(), FIELDS.len() + DERIVED_FIELDS.len() + 3);
+    }
+
+    #[test]
+    fn entire_mapcount_is_found_where_each_line_keeps_it() {
+        // 6.2+: folio._entire_mapcount.
+        let t = FakeTypes::default()
+            .with_common_layout()
+            .member("folio.(anon).(anon)._entire_mapcount", 84)
+            .member("folio.(anon)._total_mapcount", 99);
+        let (l, r) = resolve_layout(Some(&t), Ok(None));
+        assert_eq!(l.folio_entire_mapcount, 84);
+        let f = r.get(ENTIRE_MAPCOUNT_FIELD).unwrap();
+        assert_eq!(
+            f.source.as_deref(),
+            Some("folio.(anon).(anon)._entire_mapcount")
+        );
+        // 6.1: folio._total_mapcount, the same word as compound_mapcount.
+        let t = FakeTypes::default()
+            .with_common_layout()
+            .member("folio.(anon)._total_mapcount", 84);
+        assert_eq!(
+            resolve_layout(Some(&t), Ok(None)).0.folio_entire_mapcount,
+            84
+        );
+        // 5.10: no folio; the first tail page's compound_mapcount.
+        let t = FakeTypes::default()
+            .with_common_layout()
+            .member("page.(anon).(anon).compound_mapcount", 20);
+        let (l, r) = resolve_layout(Some(&t), Ok(None));
+        assert_eq!(l.folio_entire_mapcount, 64 + 20);
+        assert!(r.get(ENTIRE_MAPCOUNT_FIELD).unwrap().optional);
+        // None of them: absent, optional, with what was tried.
+        let (l, r) = resolve_layout(Some(&FakeTypes::default().with_common_layout()), Ok(None));
+        assert_eq!(l.folio_entire_mapcount, ABSENT);
+        let f = r.get(ENTIRE_MAPCOUNT_FIELD).unwrap();
+        assert!(!f.resolved() && f.optional && f.tried.len() == 3);
+        assert_eq!(r.unresolved_required().count(), 0);
+    }
+
+    #[test]
+    fn swap_count_fields_resolve_per_generation() {
+        // Up to 6.x: swap_map; no swap table.
+        let t = FakeTypes::default()
+            .with_common_layout()
+            .member("swap_info_struct.max", 76)
+            .member("swap_info_struct.swap_map", 80)
+            .member("swap_info_struct.cluster_info", 96)
+            .size("swap_cluster_info", 24);
+        let (l, r) = resolve_layout(Some(&t), Ok(None));
+        assert_eq!((l.swap_info_max, l.swap_info_swap_map), (76, 80));
+        assert_eq!((l.swap_cluster_table, l.swap_table_slots), (ABSENT, 0));
+        assert!(r.get("swap_cluster_table").unwrap().optional);
+        // 7.x: no swap_map; a table of 512 words per cluster.
+        let t = FakeTypes::default()
+            .with_common_layout()
+            .member("swap_info_struct.max", 76)
+            .member("swap_info_struct.cluster_info", 80)
+            .member("swap_cluster_info.table", 8)
+            .size("swap_cluster_info", 48)
+            .size("swap_table", 4096);
+        let (l, _) = resolve_layout(Some(&t), Ok(None));
+        assert_eq!(l.swap_info_swap_map, ABSENT);
+        assert_eq!(
+            (
+                l.swap_info_cluster_info,
+                l.swap_cluster_table,
+                l.swap_cluster_info_size
+            ),
+            (80, 8, 48)
+        );
+        assert_eq!(l.swap_table_slots, 512);
+        // A table that is not whole words is refused.
+        let odd = FakeTypes::default()
+            .with_common_layout()
+            .size("swap_table", 4092);
+        let (l, r) = resolve_layout(Some(&odd), Ok(None));
+        assert_eq!(l.swap_table_slots, 0);
+        assert!(!r.is_resolved(SWAP_TABLE_SLOTS_FIELD));
+    }
+
+    #[test]
+    fn swap_symbols_come_from_kallsyms_and_are_optional() {
+        let (mut l, mut r) = resolve_layout(None, Ok(None));
+        resolve_swap_symbols(&mut l, &mut r, |sym| match sym {
+            "swap_info" => Ok(Some(0xffff_ffff_8300_0000)),
+            _ => Ok(None),
+        });
+        assert_eq!(l.swap_info_sym, 0xffff_ffff_8300_0000);
+        assert_eq!(l.nr_swapfiles_sym, 0);
+        let nr = r.get(NR_SWAPFILES_FIELD).unwrap();
+        assert!(!nr.resolved() && nr.optional);
+        assert_eq!(nr.tried, ["kallsyms nr_swapfiles"]);
+        let (mut l, mut r) = resolve_layout(None, Ok(None));
+        resolve_swap_symbols(&mut l, &mut r, |_| Err("kallsyms not read".into()));
+        assert_eq!(l.swap_info_sym, 0);
+        assert_eq!(
+            r.get(SWAP_INFO_FIELD).unwrap().error.as_deref(),
+            Some("kallsyms not read")
+        );
     }
 
     #[test]

@@ -29,12 +29,12 @@ mod debian_lines;
 mod testutil;
 
 pub use btf::{KernelBtf, TypeSource};
-pub use check::{CheckReport, check};
+pub use check::{CheckReport, check, check_with};
 pub use consts::{ConstSource, ConstsError, kernel_consts, resolve_consts};
 pub use info::{KernelError, KernelInfo, Privileges};
 pub use kallsyms::{FilterFunctions, Kallsyms, KallsymsError};
 pub use layout::{LayoutReport, resolve_layout};
-pub use plan::{AttachPlan, HookPlan, plan};
+pub use plan::{AttachPlan, HookPlan, MechanismChoice, plan, plan_with};
 pub use version::KernelVersion;
 
 // Compile-time guarantee that the parsed BTF can live in a shared context.

@@ -117,13 +117,60 @@ impl AttachPlan {
     }
 }
 
+/// Which attach mechanism the plan may use (`--mechanism`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MechanismChoice {
+    /// Per hook, the first alternative the kernel supports: fentry/fexit
+    /// before kprobes where a hook has both.
+    #[default]
+    Auto,
+    /// kprobes/kretprobes only.
+    Kprobe,
+    /// fentry/fexit for every hook that has such an alternative (a hook
+    /// that has one but cannot use it is left out, not silently moved to
+    /// kprobes); hooks without one keep their kprobes or tracepoints.
+    Fentry,
+}
+
+impl MechanismChoice {
+    /// Why alternative `a` of `h` is not allowed, if it is not.
+    fn refuses(self, h: &HookSpec, a: &AltSpec) -> Option<&'static str> {
+        let has_fentry = h
+            .alternatives
+            .iter()
+            .any(|x| x.mechanism == Mechanism::Fentry);
+        match (self, a.mechanism) {
+            (MechanismChoice::Kprobe, Mechanism::Fentry) => Some("--mechanism kprobe"),
+            (MechanismChoice::Fentry, Mechanism::Kprobe) if has_fentry => {
+                Some("--mechanism fentry")
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Resolves [`HOOKS`] against `info` and the layout resolution.
 pub fn plan(info: &KernelInfo, layout: &LayoutReport) -> AttachPlan {
-    plan_hooks(HOOKS, info, layout)
+    plan_with(info, layout, MechanismChoice::Auto)
+}
+
+/// [`plan`] restricted to one mechanism where hooks offer a choice.
+pub fn plan_with(info: &KernelInfo, layout: &LayoutReport, choice: MechanismChoice) -> AttachPlan {
+    plan_hooks_with(HOOKS, info, layout, choice)
 }
 
 /// [`plan`] over any hook table (tests use small ones).
 pub fn plan_hooks(hooks: &[HookSpec], info: &KernelInfo, layout: &LayoutReport) -> AttachPlan {
+    plan_hooks_with(hooks, info, layout, MechanismChoice::Auto)
+}
+
+fn plan_hooks_with(
+    hooks: &[HookSpec],
+    info: &KernelInfo,
+    layout: &LayoutReport,
+    choice: MechanismChoice,
+) -> AttachPlan {
     let mut notes = Vec::new();
     if let Some(e) = &info.kallsyms_error {
         notes.push(format!("symbol presence not verified: {e}"));
@@ -154,10 +201,12 @@ pub fn plan_hooks(hooks: &[HookSpec], info: &KernelInfo, layout: &LayoutReport) 
             .map(|&d| format!("needs hook {} attached", hook::name(d)))
             .collect();
         for (index, a) in h.alternatives.iter().enumerate() {
-            let result = if unmet.is_empty() {
-                evaluate(a, index, name, info, layout, &claimed)
-            } else {
+            let result = if !unmet.is_empty() {
                 Err(unmet.clone())
+            } else if let Some(why) = choice.refuses(h, a) {
+                Err(vec![format!("{} alternative not allowed by {why}", label(a))])
+            } else {
+                evaluate(a, index, name, info, layout, &claimed)
             };
             match result {
                 Ok(c) => {
@@ -191,6 +240,13 @@ pub fn plan_hooks(hooks: &[HookSpec], info: &KernelInfo, layout: &LayoutReport) 
     }
 }
 
+fn label(a: &AltSpec) -> &'static str {
+    match a.mechanism {
+        Mechanism::Kprobe => "kprobe",
+        Mechanism::Fentry => "fentry",
+    }
+}
+
 fn distinct_targets(a: &AltSpec) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
     for at in a.attachments {
@@ -217,7 +273,7 @@ fn evaluate(
     let needs_kprobes = a
         .attachments
         .iter()
-        .any(|x| x.kind != AttachKind::RawTracepoint);
+        .any(|x| matches!(x.kind, AttachKind::Kprobe | AttachKind::Kretprobe));
     if needs_kprobes && !info.kprobes_supported {
         reasons.push(format!(
             "kernel built without CONFIG_KPROBES ({KPROBE_PMU} absent)"
@@ -242,6 +298,16 @@ fn evaluate(
             },
             AttachKind::Kprobe | AttachKind::Kretprobe => {
                 symbol_check(target, info, &mut reasons, &mut warnings);
+            }
+            AttachKind::Fentry | AttachKind::Fexit => {
+                // A trampoline patches the same ftrace site a kprobe on
+                // entry uses, and is typed by the function's BTF.
+                symbol_check(target, info, &mut reasons, &mut warnings);
+                match info.types().map(|t| t.func(target)) {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => reasons.push(format!("`{target}` has no BTF prototype: {e}")),
+                    None => reasons.push(format!("fentry on `{target}` needs BTF")),
+                }
             }
         }
     }
@@ -363,6 +429,20 @@ fn arg_check(
     warnings: &mut Vec<String>,
 ) {
     let (func, index, name) = match *check {
+        ArgCheck::Arity { func, count } => {
+            match info.types().map(|t| t.func(func)) {
+                Some(Ok(sig)) if sig.params.len() == count => {
+                    verified.push(format!("{func}: {count} argument(s)"));
+                }
+                Some(Ok(sig)) => reasons.push(format!(
+                    "{func}: has {} arguments, the program expects {count}",
+                    sig.params.len()
+                )),
+                Some(Err(e)) => reasons.push(format!("{func}: arity unknown ({e})")),
+                None => reasons.push(format!("{func}: arity unknown (no BTF)")),
+            }
+            return;
+        }
         ArgCheck::Param { func, index, name } => (func, index, name),
         ArgCheck::FieldOrParam {
             field,
@@ -666,11 +746,59 @@ mod tests {
         assert_eq!(chosen_symbols(&p, hook::UNPIN), ["gup_put_folio"]);
         assert_eq!(chosen_symbols(&p, hook::FORK_COPY), ["vma_alloc_folio"]);
         let thp = p.hook(hook::THP_WP).unwrap().chosen.as_ref().unwrap();
+        assert_eq!(thp.mechanism, Mechanism::Fentry);
         assert!(
-            thp.verified
+            thp.fields
                 .iter()
-                .any(|v| v.contains("vm_fault.(anon).orig_pmd"))
+                .any(|f| f.field == "vmf_orig_pmd" && !f.optional && f.source.is_some())
         );
+    }
+
+    #[test]
+    fn fentry_is_preferred_and_kprobes_can_be_forced() {
+        let (info, layout) = v61();
+        let auto = plan(&info, &layout);
+        let wp = auto.hook(hook::WP_FAULT).unwrap().chosen.as_ref().unwrap();
+        assert_eq!(wp.mechanism, Mechanism::Fentry);
+        assert_eq!(
+            wp.attachments.iter().map(|a| a.kind).collect::<Vec<_>>(),
+            [AttachKind::Fentry, AttachKind::Fexit]
+        );
+        let forced = plan_with(&info, &layout, MechanismChoice::Kprobe);
+        for h in &forced.hooks {
+            if let Some(c) = &h.chosen {
+                assert_eq!(c.mechanism, Mechanism::Kprobe, "{}", h.name);
+            }
+        }
+        let wp = forced.hook(hook::WP_FAULT).unwrap();
+        assert!(wp.rejected[0].reasons[0].contains("--mechanism kprobe"));
+        // Hooks without an fentry alternative keep kprobes under `fentry`.
+        let f = plan_with(&info, &layout, MechanismChoice::Fentry);
+        let gup = f.hook(hook::GUP_SLOW).unwrap().chosen.as_ref().unwrap();
+        assert_eq!(gup.mechanism, Mechanism::Kprobe);
+        assert_eq!(
+            f.hook(hook::WP_FAULT).unwrap().chosen.as_ref().unwrap().mechanism,
+            Mechanism::Fentry
+        );
+    }
+
+    #[test]
+    fn v510_thp_passes_a_struct_by_value_so_it_keeps_kprobes() {
+        let (info, layout) = v510();
+        let p = plan(&info, &layout);
+        let thp = p.hook(hook::THP_WP).unwrap();
+        assert_eq!(thp.chosen.as_ref().unwrap().mechanism, Mechanism::Kprobe);
+        assert!(
+            thp.rejected[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("has 2 arguments, the program expects 1")),
+            "{:?}",
+            thp.rejected
+        );
+        // Forcing fentry leaves the hook out rather than moving it back.
+        let f = plan_with(&info, &layout, MechanismChoice::Fentry);
+        assert!(f.hook(hook::THP_WP).unwrap().chosen.is_none());
     }
 
     #[test]
@@ -768,13 +896,15 @@ mod tests {
         info.kprobes_supported = false;
         let p = plan(&info, &layout);
         let missing: Vec<_> = p.missing_required().iter().map(|h| h.name).collect();
-        assert_eq!(
-            missing,
-            ["wp_fault", "gup_slow", "gup_fast", "unpin", "fork_vma"]
-        );
+        assert_eq!(missing, ["gup_slow", "gup_fast", "unpin", "fork_vma"]);
         assert!(p.hook(hook::TASK).unwrap().chosen.is_some());
-        let wp = p.hook(hook::WP_FAULT).unwrap();
-        assert!(wp.rejected[0].reasons[0].contains("CONFIG_KPROBES"));
+        // do_wp_page still attaches, through a trampoline.
+        let wp = p.hook(hook::WP_FAULT).unwrap().chosen.as_ref().unwrap();
+        assert_eq!(wp.mechanism, Mechanism::Fentry);
+        let forced = plan_with(&info, &layout, MechanismChoice::Kprobe);
+        let wp = forced.hook(hook::WP_FAULT).unwrap();
+        assert!(wp.chosen.is_none());
+        assert!(wp.rejected[1].reasons[0].contains("CONFIG_KPROBES"));
     }
 
     #[test]
@@ -832,10 +962,8 @@ mod tests {
         let v = serde_json::to_value(plan(&info, &layout)).unwrap();
         assert_eq!(v["kernel"], "5.10.0-46-amd64");
         assert_eq!(v["hooks"][0]["name"], "wp_fault");
-        assert_eq!(
-            v["hooks"][0]["chosen"]["attachments"][1]["kind"],
-            "kretprobe"
-        );
+        assert_eq!(v["hooks"][0]["chosen"]["attachments"][1]["kind"], "fexit");
+        assert_eq!(v["hooks"][0]["chosen"]["mechanism"], "fentry");
         assert_eq!(v["hooks"][2]["chosen"]["ret_kind"], "BoolTrue");
     }
 }

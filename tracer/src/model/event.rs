@@ -169,6 +169,13 @@ pub struct CowFault {
     /// `vm_fault_t` returned by the kernel.
     pub ret: u32,
     pub page: PageState,
+    /// `Site::Swap` only: references to the swap entry the fault started
+    /// from (`swap_map` count without SWAP_HAS_CACHE / COUNT_CONTINUED, or
+    /// the swap table's count), read before the fault dropped its own.
+    /// `None` when not read. When the kernel's count overflowed into
+    /// continuation pages this is the part kept in the entry, a lower bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_count: Option<u32>,
 }
 
 /// Which GUP path grabbed the page.
@@ -243,6 +250,17 @@ pub struct Lost {
     /// Probe invocations that could not read what they needed.
     pub errors: u64,
 }
+/// Lean mode: ordinary write-fault decisions of one process, site and
+/// outcome that the kernel side counted instead of recording (see
+/// `tracer_common::counts`). Not an [`Event`]: it carries no page, address
+/// or time of its own, only how many more were counted since the last read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    pub site: Site,
+    pub decision: Decision,
+    pub count: u64,
+}
+
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StackDef {

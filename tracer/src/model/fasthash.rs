@@ -1,5 +1,5 @@
-//! A small seeded hasher for the engine's integer keys (pfns, pids, mm ids,
-//! page numbers).
+//! A small seeded hasher for the engine's and the decoder's integer keys
+//! (pfns, pids, mm ids and pointers, page numbers, stack ids).
 //!
 //! Why not std's SipHash: `Engine::feed` does a handful of map lookups per
 //! event and must sustain millions of events per second. Why not an unseeded
@@ -9,11 +9,13 @@
 //! `RandomState` (per-process random keys); nothing observable depends on it
 //! because every report is sorted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher, RandomState};
 
 /// A `HashMap` with the engine's hasher.
 pub(crate) type FastMap<K, V> = HashMap<K, V, FastState>;
+/// A `HashSet` with the engine's hasher.
+pub(crate) type FastSet<K> = HashSet<K, FastState>;
 
 const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
 const MUL2: u64 = 0xbf58_476d_1ce4_e5b9;

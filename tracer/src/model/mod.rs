@@ -10,7 +10,7 @@ pub mod config;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;
-mod fasthash;
+pub(crate) mod fasthash;
 mod pages;
 pub mod reason;
 pub mod report;

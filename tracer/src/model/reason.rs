@@ -259,6 +259,7 @@ mod tests {
             shared_mapping: false,
             ret: 0,
             page,
+            swap_count: None,
         }
     }
 

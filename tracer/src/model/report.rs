@@ -24,6 +24,10 @@ pub struct Report {
     /// Unpinned references the engine had no record of (pins from before
     /// the trace, or lost events).
     pub unmatched_unpins: u64,
+    /// Ordinary decisions counted in the kernel instead of recorded
+    /// (`watch --alerts-only`): in `decisions` and the per-process and
+    /// per-site counts, not in mappings or reasons.
+    pub counted_decisions: u64,
     /// Decision totals over all processes (kept when processes are evicted).
     pub decisions: DecisionTotals,
     /// Sorted by `cow_copies`, most first.

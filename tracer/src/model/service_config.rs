@@ -197,6 +197,13 @@ pub struct WebhookSink {
     pub queue: usize,
     /// `http://` or `https://` URL the batches are POSTed to.
     pub url: String,
+    /// PEM file of the CA certificate(s) that sign the receiver's
+    /// certificate (a private CA, a self-signed receiver). When given, these
+    /// replace the built-in Mozilla roots for this sink. Read when the sink
+    /// starts (a reload that leaves the sink's settings as they were keeps
+    /// the certificates it has).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Alerts per POST at most.
     #[serde(default = "default_batch")]
     pub batch_size: usize,

@@ -67,6 +67,7 @@ pub fn fault(
         shared_mapping: false,
         ret: 0,
         page,
+        swap_count: None,
     })
 }
 

@@ -25,7 +25,8 @@
 //!   `address`, `pfn`, `new_pfn` (number|null), `decision` (`reuse`/`copy`/`other`),
 //!   `shared_mapping` (bool), `ret` (number, `vm_fault_t`), `refcount`, `mapcount`
 //!   (numbers), `anon` (bool), `anon_exclusive` (bool|null), `ksm`, `swapcache`,
-//!   `large`, `page_valid` (bools).
+//!   `large`, `page_valid` (bools), and for `site: swap` when it was read
+//!   `swap_count` (number: references to the swap entry before the fault).
 //! * `gup`: `path` (`slow`/`fast`), `address`, `pfn`, `refs` (number), `pin`, `write`,
 //!   `longterm`, `force`, `failed` (bools), `refcount`, `mapcount` (numbers), `anon`
 //!   (bool), `anon_exclusive` (bool|null), `stack` (array of frame strings, innermost
@@ -151,6 +152,8 @@ struct CowFaultOut {
     swapcache: bool,
     large: bool,
     page_valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    swap_count: Option<u32>,
 }
 
 fn cow_fault(c: &CowFault) -> CowFaultOut {
@@ -183,6 +186,7 @@ fn cow_fault(c: &CowFault) -> CowFaultOut {
         swapcache: c.page.swapcache,
         large: c.page.large,
         page_valid: c.page.valid,
+        swap_count: c.swap_count,
     }
 }
 
@@ -370,6 +374,7 @@ mod tests {
             shared_mapping: false,
             ret: 0x800,
             page: page(),
+            swap_count: None,
         }));
         assert_eq!(
             line(&mut JsonlExporter::new(), &e).unwrap(),

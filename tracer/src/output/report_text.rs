@@ -289,6 +289,14 @@ pub fn render(r: &Report) -> String {
         e.mapping_pages,
         e.alerts,
     );
+    if r.counted_decisions > 0 {
+        let _ = writeln!(
+            out,
+            "lean mode: {} ordinary decisions were counted in the kernel, not recorded: they are in \
+             the decision and per-process counts, not in mappings or reasons",
+            r.counted_decisions
+        );
+    }
     out
 }
 

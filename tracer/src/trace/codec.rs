@@ -163,6 +163,9 @@ fn encode_body(st: &mut DeltaState, body: &Body, p: &mut Vec<u8>) -> u64 {
             put_u(p, c.ret.into());
             put_i(p, c.page.refcount.into());
             put_i(p, c.page.mapcount.into());
+            // Appended in format 1.0 (readers before it ignore it): 0 for
+            // none, else the swap count + 1.
+            put_u(p, c.swap_count.map_or(0, |n| u64::from(n) + 1));
             kind::COW_FAULT
         }
         Body::Gup(g) => {
@@ -366,6 +369,12 @@ fn decode_body(st: &mut DeltaState, kind: u64, p: &mut Cursor<'_>) -> Result<Bod
             let ret = p.u32("ret");
             let refcount = p.i32("refcount");
             let mapcount = p.i32("mapcount");
+            // Absent in records from writers before the field: none.
+            let swap_count = if p.is_empty() {
+                Ok(None)
+            } else {
+                p.u32("swap_count").map(|n| n.checked_sub(1))
+            };
             let site = match bits & 3 {
                 0 => Site::Wp,
                 1 => Site::Swap,
@@ -392,6 +401,7 @@ fn decode_body(st: &mut DeltaState, kind: u64, p: &mut Cursor<'_>) -> Result<Bod
                 shared_mapping: bits & (1 << 5) != 0,
                 ret: ret?,
                 page: page_state(bits >> 7, refcount?, mapcount?)?,
+                swap_count: swap_count?,
             })
         }
         kind::GUP => {
@@ -599,6 +609,49 @@ mod tests {
     }
 
     #[test]
+    fn swap_count_round_trips_and_is_none_in_records_without_it() {
+        let cow = CowFault {
+            site: Site::Swap,
+            fault: FaultKind::Write,
+            address: 0x7000_0000_1000,
+            pfn: 0,
+            new_pfn: None,
+            decision: Decision::Other,
+            shared_mapping: false,
+            ret: 0,
+            page: PageState::default(),
+            swap_count: Some(2),
+        };
+        let e = ev(1, Body::CowFault(cow.clone()));
+        let mut buf = Vec::new();
+        encode_event(&mut DeltaState::default(), &e, &mut buf);
+        let mut c = Cursor::new(&buf);
+        let got = decode_record(&mut DeltaState::default(), &mut c);
+        assert_eq!(got, Ok(Decoded::Event(e)));
+        // A record from a writer before the field: its last byte (the
+        // swap count, 3 = Some(2)) cut off and the length fixed.
+        let mut c = Cursor::new(&buf);
+        let k = c.u().unwrap();
+        let payload = c.len_bytes().unwrap();
+        assert_eq!(payload.last(), Some(&3));
+        let mut old = Vec::new();
+        put_u(&mut old, k);
+        put_bytes(&mut old, &payload[..payload.len() - 1]);
+        let mut c = Cursor::new(&old);
+        let want = ev(
+            1,
+            Body::CowFault(CowFault {
+                swap_count: None,
+                ..cow
+            }),
+        );
+        assert_eq!(
+            decode_record(&mut DeltaState::default(), &mut c),
+            Ok(Decoded::Event(want))
+        );
+    }
+
+    #[test]
     fn unknown_decision_value_is_local_to_its_record() {
         let cow = CowFault {
             site: Site::Wp,
@@ -610,6 +663,7 @@ mod tests {
             shared_mapping: false,
             ret: 0,
             page: PageState::default(),
+            swap_count: None,
         };
         let a = ev(1, Body::CowFault(cow.clone()));
         let b = ev(

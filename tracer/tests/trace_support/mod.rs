@@ -91,6 +91,7 @@ pub fn every_variant() -> Vec<Event> {
                     large: true,
                     ..page()
                 },
+                swap_count: None,
             }),
         ),
         ev(
@@ -205,6 +206,7 @@ pub fn cow_walk(n: u64) -> Vec<Event> {
                         mapcount: 2,
                         ..page()
                     },
+                    swap_count: None,
                 }),
             )
         })
@@ -295,6 +297,7 @@ fn arb_body() -> impl Strategy<Value = Body> {
                     shared_mapping,
                     ret,
                     page,
+                    swap_count: None,
                 })
             },
         );

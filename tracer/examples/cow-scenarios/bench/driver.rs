@@ -43,15 +43,22 @@ pub enum Mode {
     BaselineKprobe,
     /// `cowtrace record` to a file: every event decoded and written.
     Record,
+    /// `record --mechanism kprobe`: the same with kprobes/kretprobes only.
+    RecordKprobe,
     /// `cowtrace watch`: every event correlated, alerts raised live.
+    Watch,
+    /// `cowtrace watch --alerts-only`: ordinary decisions counted in the
+    /// kernel, the rest streamed and correlated.
     Alerts,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [
+    pub const ALL: [Mode; 6] = [
         Mode::Untraced,
         Mode::BaselineKprobe,
         Mode::Record,
+        Mode::RecordKprobe,
+        Mode::Watch,
         Mode::Alerts,
     ];
 
@@ -60,6 +67,8 @@ impl Mode {
             Mode::Untraced => "untraced",
             Mode::BaselineKprobe => "baseline-kprobe",
             Mode::Record => "record",
+            Mode::RecordKprobe => "record-kprobe",
+            Mode::Watch => "watch",
             Mode::Alerts => "alerts",
         }
     }
@@ -139,9 +148,27 @@ fn run_one(cfg: &Config, w: BenchWorkload, mode: Mode) -> anyhow::Result<BenchLi
         }
         Mode::BaselineKprobe => cowtrace(cfg, &["bench-anchor", "--"], &workload),
         Mode::Record => cowtrace(cfg, &["record", "-o", &trace_s, "--"], &workload),
-        Mode::Alerts => cowtrace(
+        Mode::RecordKprobe => cowtrace(
+            cfg,
+            &["record", "--mechanism", "kprobe", "-o", &trace_s, "--"],
+            &workload,
+        ),
+        Mode::Watch => cowtrace(
             cfg,
             &["watch", "--format", "json", "--status-interval", "0", "--"],
+            &workload,
+        ),
+        Mode::Alerts => cowtrace(
+            cfg,
+            &[
+                "watch",
+                "--alerts-only",
+                "--format",
+                "json",
+                "--status-interval",
+                "0",
+                "--",
+            ],
             &workload,
         ),
     };
@@ -156,7 +183,7 @@ fn run_one(cfg: &Config, w: BenchWorkload, mode: Mode) -> anyhow::Result<BenchLi
     };
     match mode {
         Mode::Untraced => {}
-        Mode::BaselineKprobe | Mode::Record => {
+        Mode::BaselineKprobe | Mode::Record | Mode::RecordKprobe => {
             let (events, lost) = summary_counts(&done.stderr).with_context(|| {
                 format!(
                     "no event summary in cowtrace's output: {}",
@@ -166,14 +193,14 @@ fn run_one(cfg: &Config, w: BenchWorkload, mode: Mode) -> anyhow::Result<BenchLi
             line.events = Some(events);
             line.lost = Some(lost);
         }
-        Mode::Alerts => {
+        Mode::Watch | Mode::Alerts => {
             let (events, lost) = report_counts(&done.stdout)
                 .context("no JSON report at the end of `cowtrace watch`'s output")?;
             line.events = Some(events);
             line.lost = Some(lost);
         }
     }
-    if mode == Mode::Record {
+    if matches!(mode, Mode::Record | Mode::RecordKprobe) {
         let meta = std::fs::metadata(&trace)
             .with_context(|| format!("the trace {} is missing", trace.display()))?;
         line.trace_bytes = Some(meta.len());
@@ -223,12 +250,20 @@ pub fn summary_counts(stderr: &str) -> Option<(u64, u64)> {
     Some((events, lost))
 }
 
-/// `(events, lost_events)` from the JSON report `watch --format json` prints
-/// last on standard output.
+/// `(decisions and events seen, lost_events)` from the JSON report `watch
+/// --format json` prints last on standard output: events streamed plus, with
+/// `--alerts-only`, the decisions counted in the kernel instead.
 pub fn report_counts(stdout: &str) -> Option<(u64, u64)> {
     stdout.lines().rev().find_map(|l| {
         let v: serde_json::Value = serde_json::from_str(l.trim()).ok()?;
-        Some((v.get("events")?.as_u64()?, v.get("lost_events")?.as_u64()?))
+        let counted = v
+            .get("counted_decisions")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        Some((
+            v.get("events")?.as_u64()? + counted,
+            v.get("lost_events")?.as_u64()?,
+        ))
     })
 }
 

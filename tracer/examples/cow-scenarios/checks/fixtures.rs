@@ -39,7 +39,7 @@ pub struct Rec {
 }
 
 impl Rec {
-    fn new(workload: Workload, n: usize, steps: Vec<Step>) -> Rec {
+    pub fn new(workload: Workload, n: usize, steps: Vec<Step>) -> Rec {
         Rec {
             truth: Truth {
                 workload: workload.name().into(),
@@ -53,6 +53,8 @@ impl Rec {
                 steps,
                 pipe_shows_old_data: None,
                 swapped_out: None,
+                swap_references: None,
+                large_folio: None,
             },
             events: Vec::new(),
             alerts: Vec::new(),
@@ -368,6 +370,11 @@ pub fn iouring(n: usize) -> Rec {
     rec
 }
 
+/// A swap-site event with its swap count.
+pub fn swap_count(count: u32, event: Value) -> Value {
+    with(event, json!({ "swap_count": count }))
+}
+
 /// A `cow` event at another site.
 pub fn cow_at(site: &str, event: Value) -> Value {
     with(event, json!({ "site": site }))
@@ -398,10 +405,11 @@ pub fn swap_private(n: usize) -> Rec {
     );
     rec.truth.child_pid = None;
     rec.truth.swapped_out = Some(n);
+    rec.truth.swap_references = Some(1);
     for (i, &pfn) in after.iter().enumerate() {
-        rec.events.push(cow_at(
-            "swap",
-            cow(PARENT, i, "write", pfn, None, "reuse", 1, 1),
+        rec.events.push(swap_count(
+            1,
+            cow_at("swap", cow(PARENT, i, "write", pfn, None, "reuse", 1, 1)),
         ));
     }
     rec
@@ -424,6 +432,7 @@ pub fn swap_leak(n: usize, leaked: bool) -> Rec {
         )],
     );
     rec.truth.swapped_out = Some(n);
+    rec.truth.swap_references = Some(1);
     rec.truth.pipe_shows_old_data = Some(!leaked);
     rec.events.push(fork(PARENT, CHILD));
     for (i, &pfn) in p.iter().enumerate() {
@@ -432,14 +441,14 @@ pub fn swap_leak(n: usize, leaked: bool) -> Rec {
     }
     for i in 0..n {
         if leaked {
-            rec.events.push(cow_at(
-                "swap",
-                cow(PARENT, i, "write", p[i], None, "reuse", 2, 1),
+            rec.events.push(swap_count(
+                1,
+                cow_at("swap", cow(PARENT, i, "write", p[i], None, "reuse", 2, 1)),
             ));
         } else {
-            rec.events.push(cow_at(
-                "swap",
-                cow(PARENT, i, "write", 0, None, "other", 3, 1),
+            rec.events.push(swap_count(
+                1,
+                cow_at("swap", cow(PARENT, i, "write", 0, None, "other", 3, 1)),
             ));
             rec.events
                 .push(cow(PARENT, i, "write", p[i], Some(w[i]), "copy", 3, 1));

@@ -1,8 +1,9 @@
 //! Huge-page scenarios: `thp`-site decisions on a PMD-mapped THP (leak
 //! shape) and `hugetlb`-site decisions on a MAP_HUGETLB page.
 
+use super::iouring::{FORK_RULE, child_fork_copies, fork_copy_pages};
 use super::swap::{LEAK_RULE, at_site, count};
-use super::view::{cow_faults, gups};
+use super::view::{cow_faults, gups, pages_grabbed};
 use super::{Checker, Inputs};
 use crate::export::Decision;
 use crate::truth::{TruthError, step};
@@ -94,8 +95,14 @@ pub fn check_thp_leak(c: &mut Checker, inputs: &Inputs<'_>, child: u32) -> Resul
     Ok(())
 }
 
+/// Mappings of the hugetlb page at the first write (parent and its child)
+/// and at the second (the parent alone), as hugetlb-fork-write arranges.
+const SHARED_MAPPINGS: i64 = 2;
+const ALONE_MAPPINGS: i64 = 1;
+
 /// The first hugetlb write (child still mapping the page) copies, the
-/// second (parent alone) reuses: both as measured by pagemap.
+/// second (parent alone) reuses: both as measured by pagemap, each with
+/// the hugetlb folio's mapcount at the decision.
 pub fn check_hugetlb(c: &mut Checker, inputs: &Inputs<'_>) -> Result<(), TruthError> {
     let t = inputs.truth;
     let shared = t.step(step::PARENT_WRITE)?;
@@ -144,6 +151,69 @@ pub fn check_hugetlb(c: &mut Checker, inputs: &Inputs<'_>) -> Result<(), TruthEr
             second.decision == Decision::Reuse && second.pfn == alone.pfns_after[0],
             || format!("second hugetlb decision {second:?} is not the measured reuse"),
         );
+        // The mappings the workload arranged: its first child maps the
+        // page through the first write; the second child has exited
+        // before the second write.
+        c.note(format!(
+            "mapcount at the copy {:?}, at the reuse {:?}",
+            first.mapcount, second.mapcount
+        ));
+        c.expect_eq(
+            "hugetlb copy mapcount (parent and child map the page)",
+            first.mapcount.unwrap_or(-1),
+            SHARED_MAPPINGS,
+        );
+        c.expect_eq(
+            "hugetlb reuse mapcount (the parent alone maps the page)",
+            second.mapcount.unwrap_or(-1),
+            ALONE_MAPPINGS,
+        );
     }
+    Ok(())
+}
+
+/// hugetlb-pin-fork: the child got a different pfn exactly when a hugetlb
+/// fork copy names it (to that pfn), and `fork-with-pins` fires exactly
+/// then; the long-term pin itself is seen.
+pub fn check_hugetlb_pin_fork(
+    c: &mut Checker,
+    inputs: &Inputs<'_>,
+    child: u32,
+) -> Result<(), TruthError> {
+    let t = inputs.truth;
+    let parent = inputs.parent();
+    let register = t.step(step::REGISTER)?;
+    let fork = t.step(step::FORK)?;
+    let copied = fork.changed == 1;
+    let pins = gups(inputs.events, parent, t, &register.pfns_after)
+        .into_iter()
+        .filter(|g| g.pin && g.longterm);
+    let pinned = pages_grabbed(pins, &register.pfns_after);
+    let copies = child_fork_copies(inputs.events, child, t);
+    let (copy_pages, bad) = fork_copy_pages(&copies, t, fork);
+    let alerts = inputs
+        .report
+        .alerts(FORK_RULE)
+        .filter(|a| a.pid == Some(parent) || a.pid == Some(child))
+        .count();
+    c.note(format!(
+        "measured: child pfn {} the parent's; events: long-term pin on the page {}, hugetlb \
+         fork copies {copy_pages}, {FORK_RULE} alerts {alerts}",
+        if copied { "differs from" } else { "equals" },
+        if pinned == 1 { "yes" } else { "no" },
+    ));
+    c.expect_eq(
+        "workload: pages changed by registration",
+        register.changed,
+        0,
+    );
+    c.expect_eq("long-term pins on the measured pfn", pinned, 1);
+    c.expect_eq("pages copied at fork (events)", copy_pages, fork.changed);
+    c.expect_eq("fork copies inconsistent with the child's pfn", bad, 0);
+    c.expect_eq(
+        "fork-with-pins alerts (one exactly when copied)",
+        alerts.min(1),
+        usize::from(copied),
+    );
     Ok(())
 }

@@ -110,7 +110,11 @@ pub fn check(c: &mut Checker, inputs: &Inputs<'_>, child: u32) -> Result<(), Tru
 
 /// Fork copies made for `child`: named by pid, or (when the tracer could
 /// not join them) by the child's mm from the matching fork event.
-fn child_fork_copies<'a>(events: &'a [Event], child: u32, t: &Truth) -> Vec<&'a ForkCopy> {
+pub(super) fn child_fork_copies<'a>(
+    events: &'a [Event],
+    child: u32,
+    t: &Truth,
+) -> Vec<&'a ForkCopy> {
     let child_mms: HashSet<u64> = events
         .iter()
         .filter_map(|e| match &e.body {
@@ -135,7 +139,11 @@ fn child_fork_copies<'a>(events: &'a [Event], child: u32, t: &Truth) -> Vec<&'a 
 /// Distinct buffer pages copied, and copies that disagree with the
 /// measurement (a page the child shares with the parent, or a new pfn that
 /// is not the child's).
-fn fork_copy_pages(copies: &[&ForkCopy], t: &Truth, fork: &crate::truth::Step) -> (usize, usize) {
+pub(super) fn fork_copy_pages(
+    copies: &[&ForkCopy],
+    t: &Truth,
+    fork: &crate::truth::Step,
+) -> (usize, usize) {
     let mut per_page: HashMap<usize, usize> = HashMap::new();
     let mut bad = 0;
     for fc in copies {

@@ -11,7 +11,10 @@ mod counters;
 mod fixtures;
 mod fork_writes;
 mod huge;
+#[cfg(test)]
+mod huge_tests;
 mod iouring;
+mod large;
 mod plan;
 mod ro_pin;
 pub mod robust;
@@ -24,7 +27,7 @@ mod tests;
 mod view;
 mod vmsplice;
 
-pub use plan::check_plan;
+pub use plan::{check_plan, fault_mechanism};
 
 use crate::export::Event;
 use crate::report::Report;
@@ -135,11 +138,17 @@ pub fn check(workload: Workload, inputs: &Inputs<'_>) -> Verdict {
     let child = truth.child_pid;
     let scenario: Result<(), TruthError> = match (workload, child) {
         (Workload::SwapPrivateWrite, _) => swap::check_private(&mut c, inputs),
+        // A kernel without multi-size THP has nothing to fork.
+        (Workload::MthpForkWrite, None) => large::check_absent(&mut c, inputs),
         (_, None) => return Verdict::failed("truth names no child pid"),
         (Workload::SwapSharedWrite, Some(_)) => swap::check_shared(&mut c, inputs),
         (Workload::VmspliceSwapLeak, Some(ch)) => swap::check_leak(&mut c, inputs, ch),
         (Workload::ThpVmspliceLeak, Some(ch)) => huge::check_thp_leak(&mut c, inputs, ch),
         (Workload::HugetlbForkWrite, Some(_)) => huge::check_hugetlb(&mut c, inputs),
+        (Workload::HugetlbPinFork, Some(ch)) => huge::check_hugetlb_pin_fork(&mut c, inputs, ch),
+        (Workload::PteThpForkWrite | Workload::MthpForkWrite, Some(_)) => {
+            large::check(&mut c, inputs)
+        }
         (Workload::ForkChildWrites, Some(ch)) => fork_writes::check(&mut c, inputs, ch, false),
         (Workload::Overload, Some(ch)) => fork_writes::check(&mut c, inputs, ch, true),
         (Workload::RoPinAfterFork, Some(ch)) => ro_pin::check(&mut c, inputs, ch),

@@ -74,6 +74,19 @@ fn hook_name(h: &Value) -> String {
         .to_string()
 }
 
+/// The mechanism `cowtrace check --format json` chose for the `wp_fault`
+/// hook (`plan.hooks[].chosen.mechanism`).
+pub fn fault_mechanism(stdout: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(stdout).ok()?;
+    hook_list(&v)?
+        .iter()
+        .find(|h| hook_name(h) == "wp_fault")?
+        .get("chosen")?
+        .get("mechanism")?
+        .as_str()
+        .map(str::to_string)
+}
+
 /// `exit_code` is `None` when the process did not exit normally.
 pub fn check_plan(exit_code: Option<i32>, stdout: &str) -> Verdict {
     let plan: Value = match serde_json::from_str(stdout) {
@@ -143,6 +156,17 @@ pub fn check_plan(exit_code: Option<i32>, stdout: &str) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fault_hooks_mechanism_is_read_from_the_plan() {
+        let out = r#"{"plan":{"hooks":[
+            {"name":"gup_slow","chosen":{"mechanism":"kprobe"}},
+            {"name":"wp_fault","chosen":{"mechanism":"fentry"}}]}}"#;
+        assert_eq!(fault_mechanism(out).as_deref(), Some("fentry"));
+        let missing = r#"{"plan":{"hooks":[{"name":"wp_fault","chosen":null}]}}"#;
+        assert_eq!(fault_mechanism(missing), None);
+        assert_eq!(fault_mechanism("not json"), None);
+    }
 
     #[test]
     fn passes_when_every_required_hook_is_attached() {

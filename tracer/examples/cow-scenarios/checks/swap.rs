@@ -35,6 +35,30 @@ fn reuses_match(c: &mut Checker, swap: &[(usize, &CowFault)], after: &[u64]) {
     c.expect_eq("swap reuses not matching the measured pfn/state", bad, 0);
 }
 
+/// Every swap-site record shows the swap count the workload arranged: the
+/// page-table references to the entry when the parent wrote.
+fn swap_counts_match(c: &mut Checker, swap: &[(usize, &CowFault)], inputs: &Inputs<'_>) {
+    let Some(want) = inputs.truth.swap_references else {
+        c.fail("workload: no swap reference count in the truth");
+        return;
+    };
+    let want = i64::from(want);
+    let counts: Vec<Option<i64>> = swap.iter().map(|(_, f)| f.swap_count).collect();
+    let shown = counts.iter().flatten().count();
+    let wrong = counts
+        .iter()
+        .filter(|n| n.is_some_and(|n| n != want))
+        .count();
+    let first_wrong = counts.iter().flatten().find(|&&n| n != want);
+    c.note(format!(
+        "swap count {want} expected: shown on {shown}/{} swap records{}",
+        swap.len(),
+        first_wrong.map_or(String::new(), |n| format!(", e.g. {n}"))
+    ));
+    c.expect_eq("swap records without a swap count", swap.len() - shown, 0);
+    c.expect_eq("swap records with another swap count", wrong, 0);
+}
+
 fn swapped_all(c: &mut Checker, inputs: &Inputs<'_>) -> usize {
     let n = inputs.truth.pages;
     let swapped = inputs.truth.swapped_out.unwrap_or(0);
@@ -60,6 +84,7 @@ pub fn check_private(c: &mut Checker, inputs: &Inputs<'_>) -> Result<(), TruthEr
     c.expect_eq("swap-site reuses", count(&swap, Decision::Reuse), n);
     c.expect_eq("write-protect decisions", wp.len(), 0);
     reuses_match(c, &swap, &write.pfns_after);
+    swap_counts_match(c, &swap, inputs);
     Ok(())
 }
 
@@ -93,6 +118,7 @@ pub fn check_shared(c: &mut Checker, inputs: &Inputs<'_>) -> Result<(), TruthErr
     c.expect_eq("swap-site reuses", count(&swap, Decision::Reuse), 0);
     c.expect_eq("swap-site hand-overs", count(&swap, Decision::Other), n);
     c.expect_eq("write-protect copies", count(&wp, Decision::Copy), n);
+    swap_counts_match(c, &swap, inputs);
     let bad = wp
         .iter()
         .filter(|(_, f)| f.decision == Decision::Copy)
@@ -140,6 +166,7 @@ pub fn check_leak(c: &mut Checker, inputs: &Inputs<'_>, child: u32) -> Result<()
     c.expect(gets > 0, || {
         "no FOLL_GET grab by the child on the buffer".into()
     });
+    swap_counts_match(c, &swap, inputs);
     if old {
         c.expect_eq(
             "leak alerts while the pipe kept the old data",

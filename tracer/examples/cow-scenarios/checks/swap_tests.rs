@@ -74,3 +74,22 @@ fn leak_alert_must_name_the_holder_and_the_path() {
     let (ok, d) = verdict(&rec, Workload::VmspliceSwapLeak);
     assert!(!ok && d.contains("do not name holder"), "{d}");
 }
+
+#[test]
+fn swap_count_must_match_the_references_the_workload_arranged() {
+    let mut rec = swap_private(N);
+    rec.edit_first(is_swap_reuse, |e| e["swap_count"] = 2.into());
+    let (ok, d) = verdict(&rec, Workload::SwapPrivateWrite);
+    assert!(!ok && d.contains("with another swap count"), "{d}");
+    let mut rec = swap_private(N);
+    rec.edit_first(is_swap_reuse, |e| {
+        e.as_object_mut().map(|o| o.remove("swap_count"));
+    });
+    let (ok, d) = verdict(&rec, Workload::SwapPrivateWrite);
+    assert!(!ok && d.contains("without a swap count"), "{d}");
+    // A fork-shared entry: the leak shape's truth says 2, the records 1.
+    let mut rec = swap_leak(N, false);
+    rec.truth.swap_references = Some(2);
+    let (ok, d) = verdict(&rec, Workload::VmspliceSwapLeak);
+    assert!(!ok && d.contains("with another swap count"), "{d}");
+}

@@ -9,6 +9,9 @@
 //! * hugetlb-fork-write: a MAP_HUGETLB page, fork; the parent writes while
 //!   the child maps it (copy), then forks a child that exits at once and
 //!   writes again (the only mapping: reuse).
+//! * hugetlb-pin-fork: a MAP_HUGETLB page pinned by io_uring fixed-buffer
+//!   registration, then fork: copied for the child at fork (5.13+) or
+//!   shared, as the child's pfn shows.
 
 use std::io::Read as _;
 use std::ptr::NonNull;
@@ -22,7 +25,7 @@ use crate::sys::{self, ChildReport, Companion, Pipe};
 use crate::truth::{Step, Truth, step};
 
 /// x86_64 PMD size: one THP or one default hugetlb page.
-const HUGE: usize = 2 << 20;
+pub(super) const HUGE: usize = 2 << 20;
 /// Pages of the THP the leak scenario splices and writes.
 const SPLICED_PAGES: usize = 16;
 
@@ -97,7 +100,7 @@ impl Drop for HugeMapping {
     }
 }
 
-fn map(len: usize, extra: libc::c_int) -> anyhow::Result<*mut libc::c_void> {
+pub(super) fn map(len: usize, extra: libc::c_int) -> anyhow::Result<*mut libc::c_void> {
     // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing.
     let p = unsafe {
         libc::mmap(
@@ -116,7 +119,7 @@ fn map(len: usize, extra: libc::c_int) -> anyhow::Result<*mut libc::c_void> {
 }
 
 /// PFNs of a PMD-mapped THP are consecutive from a 512-aligned head.
-fn is_huge_mapped(pfns: &[u64]) -> bool {
+pub(super) fn is_huge_mapped(pfns: &[u64]) -> bool {
     let Some(&head) = pfns.first() else {
         return false;
     };
@@ -125,7 +128,7 @@ fn is_huge_mapped(pfns: &[u64]) -> bool {
 }
 
 /// A truth over `pages` pages from `start` (not the context's buffer).
-fn truth_at(
+pub(super) fn truth_at(
     ctx: &Ctx,
     workload: Workload,
     start: u64,
@@ -146,6 +149,8 @@ fn truth_at(
         steps,
         pipe_shows_old_data: None,
         swapped_out: None,
+        swap_references: None,
+        large_folio: None,
     })
 }
 
@@ -249,6 +254,63 @@ pub(super) fn hugetlb_fork_write(ctx: Ctx) -> anyhow::Result<Truth> {
         1,
         Some(child_pid),
         vec![shared, alone],
+    )
+}
+
+/// A MAP_HUGETLB page pinned long-term by io_uring fixed-buffer
+/// registration, then fork: since 5.13 `copy_hugetlb_page_range` gives the
+/// child its own copy of a possibly pinned page at once; before, the child
+/// shares it. The child measures its own pfn.
+pub(super) fn hugetlb_pin_fork(ctx: Ctx) -> anyhow::Result<Truth> {
+    let huge = HugeMapping::hugetlb()?;
+    let ring = io_uring::IoUring::new(4).context(
+        "io_uring_setup failed (io_uring disabled? see /proc/sys/kernel/io_uring_disabled)",
+    )?;
+    let iov = libc::iovec {
+        iov_base: huge.ptr.as_ptr().cast(),
+        iov_len: HUGE,
+    };
+    let before = ctx.pagemap.pfns(huge.start(), 1)?;
+    // SAFETY: the mapping outlives the registration: `ring` is unregistered
+    // below and, on an early return, dropped (so unregistered) before
+    // `huge`, which was declared first.
+    unsafe { ring.submitter().register_buffers(&[iov]) }.context("IORING_REGISTER_BUFFERS")?;
+    let register = Step::measured(
+        step::REGISTER,
+        ctx.pid,
+        before,
+        ctx.pagemap.pfns(huge.start(), 1)?,
+    );
+    let start = huge.start();
+    let mut child = Companion::spawn(|| {
+        let pagemap = crate::pagemap::Pagemap::open_self(huge.page_size as u64)?;
+        Ok(ChildReport {
+            pid: sys::getpid(),
+            pfns_before: vec![],
+            pfns_after: pagemap.pfns(start, 1)?,
+        })
+    })?;
+    let child_pid = child.pid();
+    let report = child.report()?;
+    same_child(child_pid, &report)?;
+    let fork = Step::measured(
+        step::FORK,
+        child_pid,
+        ctx.pagemap.pfns(start, 1)?,
+        report.pfns_after,
+    );
+    child.release()?;
+    ring.submitter()
+        .unregister_buffers()
+        .context("IORING_UNREGISTER_BUFFERS")?;
+    drop(ring);
+    truth_at(
+        &ctx,
+        Workload::HugetlbPinFork,
+        start,
+        1,
+        Some(child_pid),
+        vec![register, fork],
     )
 }
 

@@ -5,6 +5,7 @@
 mod fork_writes;
 mod huge;
 mod iouring;
+mod large;
 mod ro_pin;
 mod swap;
 mod vmsplice;
@@ -36,10 +37,16 @@ pub enum Workload {
     ThpVmspliceLeak,
     /// MAP_HUGETLB page: parent writes while a child maps it, then alone.
     HugetlbForkWrite,
+    /// MAP_HUGETLB page pinned by io_uring fixed buffers, then fork.
+    HugetlbPinFork,
+    /// A 2 MiB THP split into PTEs; fork; parent writes half shared, half alone.
+    PteThpForkWrite,
+    /// 64 KiB multi-size THP folios; fork; parent writes half shared, half alone.
+    MthpForkWrite,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 13] = [
         Workload::ForkChildWrites,
         Workload::RoPinAfterFork,
         Workload::VmspliceThenWrite,
@@ -50,6 +57,9 @@ impl Workload {
         Workload::VmspliceSwapLeak,
         Workload::ThpVmspliceLeak,
         Workload::HugetlbForkWrite,
+        Workload::HugetlbPinFork,
+        Workload::PteThpForkWrite,
+        Workload::MthpForkWrite,
     ];
 
     /// The four that show distinct kernel behaviour (the demo's set).
@@ -72,6 +82,9 @@ impl Workload {
             Workload::VmspliceSwapLeak => "vmsplice-swap-leak",
             Workload::ThpVmspliceLeak => "thp-vmsplice-leak",
             Workload::HugetlbForkWrite => "hugetlb-fork-write",
+            Workload::HugetlbPinFork => "hugetlb-pin-fork",
+            Workload::PteThpForkWrite => "pte-thp-fork-write",
+            Workload::MthpForkWrite => "mthp-fork-write",
         }
     }
 
@@ -124,6 +137,18 @@ impl Workload {
             Workload::HugetlbForkWrite => {
                 "== hugetlb page after fork: copied while the child maps it, reused once alone"
             }
+            Workload::HugetlbPinFork => {
+                "== pinned hugetlb page, then fork: since 5.13 the child gets its own copy at \
+                 fork (copy_hugetlb_page_range); before, it shares the pinned page"
+            }
+            Workload::PteThpForkWrite => {
+                "== PTE-mapped THP after fork: pages the child maps are copied one by one; \
+                 written alone, the kernel's large-folio rule decides reuse or copy"
+            }
+            Workload::MthpForkWrite => {
+                "== 64 KiB multi-size THP after fork: copied while shared; written alone, \
+                 reused or copied by the kernel's large-folio rule"
+            }
         }
     }
 
@@ -139,6 +164,9 @@ impl Workload {
             Workload::VmspliceSwapLeak => swap::vmsplice_leak(ctx),
             Workload::ThpVmspliceLeak => huge::thp_vmsplice_leak(ctx),
             Workload::HugetlbForkWrite => huge::hugetlb_fork_write(ctx),
+            Workload::HugetlbPinFork => huge::hugetlb_pin_fork(ctx),
+            Workload::PteThpForkWrite => large::pte_thp_fork_write(ctx),
+            Workload::MthpForkWrite => large::mthp_fork_write(ctx),
         }
     }
 }
@@ -217,6 +245,8 @@ impl Ctx {
             steps,
             pipe_shows_old_data: None,
             swapped_out: None,
+            swap_references: None,
+            large_folio: None,
         })
     }
 }

@@ -70,6 +70,8 @@ pub(super) fn private_write(ctx: Ctx) -> anyhow::Result<Truth> {
     let write = ctx.write_swapped()?;
     let mut truth = ctx.truth(Workload::SwapPrivateWrite, None, vec![write])?;
     truth.swapped_out = Some(swapped);
+    // Only our own PTEs name the entries.
+    truth.swap_references = Some(1);
     Ok(truth)
 }
 
@@ -115,6 +117,9 @@ pub(super) fn shared_write(ctx: Ctx) -> anyhow::Result<Truth> {
         vec![write, read],
     )?;
     truth.swapped_out = Some(swapped);
+    // Forked after the page-out, the child copied our swap PTEs and reads
+    // its pages back only after our write: two references per entry.
+    truth.swap_references = Some(2);
     Ok(truth)
 }
 
@@ -150,6 +155,9 @@ pub(super) fn vmsplice_leak(ctx: Ctx) -> anyhow::Result<Truth> {
     child.release()?;
     let mut truth = ctx.truth(Workload::VmspliceSwapLeak, Some(child_pid), vec![write])?;
     truth.swapped_out = Some(swapped);
+    // The child unmapped the pages before the page-out: the pipe holds page
+    // references, not swap entries; only our PTEs name the entries.
+    truth.swap_references = Some(1);
     truth.pipe_shows_old_data = Some(old);
     Ok(truth)
 }

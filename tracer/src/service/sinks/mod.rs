@@ -188,7 +188,8 @@ impl SinkSet {
     ) -> Result<(), SinkError> {
         enum Slot {
             Keep(usize),
-            New(Running),
+            // Boxed: a `Running` is a few hundred bytes, a `Keep` one word.
+            New(Box<Running>),
         }
         let names = sink_names(configs)?;
         let mut claimed = vec![false; self.running.len()];
@@ -205,12 +206,12 @@ impl SinkSet {
                 continue;
             }
             match spawn(name, config, ctx) {
-                Ok(r) => plan.push(Slot::New(r)),
+                Ok(r) => plan.push(Slot::New(Box::new(r))),
                 Err(e) => {
                     // Nothing changes: stop what was just started.
                     for slot in plan {
                         if let Slot::New(r) = slot {
-                            self.retired.push(r);
+                            self.retired.push(*r);
                         }
                     }
                     self.close_retired_channels();
@@ -222,7 +223,7 @@ impl SinkSet {
         for slot in plan {
             match slot {
                 Slot::Keep(i) => self.running.extend(old[i].take()),
-                Slot::New(r) => self.running.push(r),
+                Slot::New(r) => self.running.push(*r),
             }
         }
         self.retired.extend(old.into_iter().flatten());
@@ -330,7 +331,12 @@ fn spawn(name: String, config: &SinkConfig, ctx: &SinkContext) -> Result<Running
             Batching::IMMEDIATE,
         ),
         SinkConfig::Webhook(w) => (
-            Box::new(webhook::Webhook::new(w, &ctx.hostname)),
+            Box::new(webhook::Webhook::new(w, &ctx.hostname).map_err(|reason| {
+                SinkError::Setup {
+                    name: name.clone(),
+                    reason,
+                }
+            })?),
             Batching {
                 max: w.batch_size,
                 wait: Duration::from_secs_f64(w.batch_secs),

@@ -6,11 +6,18 @@
 //! exponential backoff; while retrying, the queue fills and new alerts
 //! are dropped and counted (capture never waits). A 4xx answer other than
 //! 408 and 429 is not retried: sending the same body again cannot help.
+//!
+//! HTTPS is rustls with Mozilla's root certificates, or with only the CA
+//! certificates of `ca_file` when the receiver's certificate comes from a
+//! private CA (or signs itself): there is no option to skip verification.
 
 use std::{
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
+
+use ureq::tls::{PemItem, RootCerts, TlsConfig};
 
 use super::{Deliver, DeliverCtx};
 use crate::model::{Alert, service_config::WebhookSink};
@@ -25,20 +32,28 @@ pub(super) struct Webhook {
 }
 
 impl Webhook {
-    pub(super) fn new(cfg: &WebhookSink, hostname: &str) -> Self {
+    /// Builds the client; fails only when `ca_file` cannot be used, so a
+    /// bad file is refused at start (or on reload) rather than at the
+    /// first alert.
+    pub(super) fn new(cfg: &WebhookSink, hostname: &str) -> Result<Self, String> {
+        let mut tls = TlsConfig::builder();
+        if let Some(path) = &cfg.ca_file {
+            tls = tls.root_certs(root_certs(path)?);
+        }
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs_f64(cfg.timeout_secs)))
             .http_status_as_error(true)
             .user_agent(concat!("cowtrace/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls.build())
             .build();
-        Webhook {
+        Ok(Webhook {
             agent: config.into(),
             url: cfg.url.clone(),
             hostname: hostname.to_string(),
             retries: cfg.retries,
             backoff: Duration::from_secs_f64(cfg.backoff_secs),
             backoff_max: Duration::from_secs_f64(cfg.backoff_max_secs),
-        }
+        })
     }
 
     fn post(&self, body: &[u8]) -> Result<(), ureq::Error> {
@@ -48,6 +63,29 @@ impl Webhook {
             .send(body)
             .map(drop)
     }
+}
+
+/// The certificates of a PEM file as the only roots to trust. Other PEM
+/// items (a private key left in the same file) are ignored.
+fn root_certs(path: &Path) -> Result<RootCerts, String> {
+    let pem =
+        std::fs::read(path).map_err(|e| format!("reading ca_file {}: {e}", path.display()))?;
+    let certs = parse_certs(&pem).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+    Ok(RootCerts::new_with_certs(&certs))
+}
+
+/// The certificates in PEM text; at least one.
+fn parse_certs(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        if let PemItem::Certificate(c) = item.map_err(|e| format!("not valid PEM: {e}"))? {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into());
+    }
+    Ok(certs)
 }
 
 /// The JSON document one batch is sent as.
@@ -110,6 +148,33 @@ impl Deliver for Webhook {
             }
             attempt += 1;
             delay = (delay * 2).min(self.backoff_max);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_pem_yields_its_certificates_and_skips_keys() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["ca.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pem = format!("{}{}{}", cert.pem(), key.serialize_pem(), cert.pem());
+        let certs = parse_certs(pem.as_bytes()).unwrap();
+        assert_eq!(certs.len(), 2);
+        assert_eq!(certs[0].der(), cert.der().as_ref());
+    }
+
+    #[test]
+    fn a_pem_without_certificates_is_refused() {
+        let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        for text in [key.as_str(), "", "just text\n"] {
+            let e = parse_certs(text.as_bytes()).unwrap_err();
+            assert!(e.contains("no PEM certificate"), "{text:?}: {e}");
         }
     }
 }
