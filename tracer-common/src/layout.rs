@@ -153,7 +153,9 @@ pub struct Filter {
     /// Lean mode: VM_FAULT_ERROR | VM_FAULT_RETRY, the return bits of a
     /// fault that decided nothing.
     pub fault_fail_mask: u32,
-    pub _pad: u32,
+    /// 1 when the swap-in hook is attached: only then does the fault probe
+    /// tell it about a write fault it handed over.
+    pub swap_hook: u32,
 }
 
 impl Filter {

@@ -117,6 +117,15 @@ pub mod prog {
     /// fentry/fexit `do_wp_page(vmf)`.
     pub const WP_FENTRY: &str = "wp_fentry";
     pub const WP_FEXIT: &str = "wp_fexit";
+    /// fentry versions of the GUP context programs, fexit versions of the
+    /// grabs (arguments and return value at once), fentry on the put helper.
+    pub const GUP_SLOW_START_FE: &str = "gup_slow_start_fe";
+    pub const GUP_FOLLOW_PTE_FE: &str = "gup_follow_pte_fe";
+    pub const GUP_SLOW_PF_FX: &str = "gup_slow_pf_fx";
+    pub const GUP_SLOW_PRF_FX: &str = "gup_slow_prf_fx";
+    pub const GUP_FAST_START_FE: &str = "gup_fast_start_fe";
+    pub const GUP_FAST_PRF_FX: &str = "gup_fast_prf_fx";
+    pub const UNPIN_FE: &str = "unpin_fe";
     /// fentry/fexit `do_huge_pmd_wp_page(vmf)` (5.18+: one parameter).
     pub const THP_FENTRY: &str = "thp_fentry";
     pub const THP_FEXIT: &str = "thp_fexit";

@@ -108,6 +108,21 @@ pub fn follow_child(child_tgid: u32) {
     }
 }
 
+/// Fills the envelope for the current task, about address space `mm`.
+#[inline(always)]
+pub fn header_for(hdr: &mut Header, kind: u16, hook: u16, size: usize, mm: u64) {
+    let id = bpf_get_current_pid_tgid();
+    hdr.kind = kind;
+    hdr.hook = hook;
+    hdr.size = size as u32;
+    hdr.time_ns = unsafe { bpf_ktime_get_ns() };
+    hdr.pid = (id >> 32) as u32;
+    hdr.tid = id as u32;
+    hdr.cpu = unsafe { bpf_get_smp_processor_id() };
+    hdr.mm = mm;
+    hdr.comm = bpf_get_current_comm().unwrap_or_default();
+}
+
 /// Fills the envelope for the current task.
 #[inline(always)]
 pub fn header(hdr: &mut Header, kind: u16, hook: u16, size: usize) {

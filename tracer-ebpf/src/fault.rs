@@ -29,9 +29,13 @@ use tracer_common::{
 
 use crate::{
     emit, global,
-    kmem::read,
+    kmem::{Block, read, slot},
     page::{self, PTE_PFN_MASK, PTE_PRESENT},
 };
+
+/// The leading bytes of `struct vm_fault` read at once: every field the
+/// probes use lies within them on the four kernel lines.
+type VmfBlock = Block<96>;
 
 /// A fault between entry and exit.
 #[repr(C)]
@@ -134,7 +138,9 @@ pub fn thp_fexit(ctx: FExitContext) -> u32 {
 fn wp_enter(vmf: u64, has_fexit: bool) {
     // A write fault handed over by a traced swap-in (`do_swap_page` calls
     // `do_wp_page`): the swap record says so.
-    crate::swap::note_wp();
+    if global!(FILTER.swap_hook) != 0 {
+        crate::swap::note_wp();
+    }
     if emit::passes() && entry(vmf, 0, site::WP, hook::WP_FAULT, has_fexit).is_err() {
         emit::error(hook::WP_FAULT);
     }
@@ -151,43 +157,63 @@ fn entry(vmf: u64, arg1: u64, site: u8, hook: u16, has_fexit: bool) -> Result<()
         count_only: 0,
     };
     let rec = &mut p.rec;
-    emit::header(
-        &mut rec.hdr,
-        kind::COW_FAULT,
-        hook,
-        core::mem::size_of::<CowFaultRecord>(),
-    );
     rec.site = site;
-    rec.address = read::<u64>(vmf, global!(LAYOUT.vmf_address))?;
-    rec.fault_flags = read::<u32>(vmf, global!(LAYOUT.vmf_flags))?;
-    let vma = read::<u64>(vmf, global!(LAYOUT.vmf_vma))?;
+    // The `vm_fault` words in one read (falling back to one read per word
+    // for a field beyond the block).
+    let block = VmfBlock::read(vmf, slot::VMF);
+    let word = |off: u32| -> Result<u64, i64> {
+        match block.as_ref().and_then(|b| b.get::<u64>(off)) {
+            Some(v) => Ok(v),
+            None => read::<u64>(vmf, off),
+        }
+    };
+    rec.address = word(global!(LAYOUT.vmf_address))?;
+    rec.fault_flags = match block.as_ref().and_then(|b| b.get::<u32>(global!(LAYOUT.vmf_flags))) {
+        Some(v) => v,
+        None => read::<u32>(vmf, global!(LAYOUT.vmf_flags))?,
+    };
+    let vma = word(global!(LAYOUT.vmf_vma))?;
     rec.vm_flags = read::<u64>(vma, global!(LAYOUT.vma_flags))?;
-    // The address space the fault is in (GUP can fault on another mm).
-    rec.hdr.mm = read::<u64>(vma, global!(LAYOUT.vma_mm))?;
 
     let pfn = if site == site::THP {
-        p.entry_ptr = read::<u64>(vmf, global!(LAYOUT.vmf_pmd))?;
+        p.entry_ptr = word(global!(LAYOUT.vmf_pmd))?;
         let off = global!(LAYOUT.vmf_orig_pmd);
-        rec.orig_entry = if off != ABSENT {
-            read::<u64>(vmf, off)?
-        } else {
-            arg1
-        };
+        rec.orig_entry = if off != ABSENT { word(off)? } else { arg1 };
         (rec.orig_entry & PTE_PFN_MASK & !PMD_PAT_LARGE) >> 12
     } else {
-        p.entry_ptr = read::<u64>(vmf, global!(LAYOUT.vmf_pte))?;
-        rec.orig_entry = read::<u64>(vmf, global!(LAYOUT.vmf_orig_pte))?;
+        p.entry_ptr = word(global!(LAYOUT.vmf_pte))?;
+        rec.orig_entry = word(global!(LAYOUT.vmf_orig_pte))?;
         (rec.orig_entry & PTE_PFN_MASK) >> 12
     };
     if rec.orig_entry & PTE_PRESENT != 0 {
         let pg = page::page_of_pfn(pfn);
         page::snapshot(pg, &mut rec.page);
+        // A PMD mapping counts in the folio's "entire" mapcount, not in the
+        // head page's `_mapcount`: before `_large_mapcount` (6.9) that word
+        // is the THP's mapcount the decision used.
+        if site == site::THP && rec.page.large_mapcount == tracer_common::PageSnapshot::NO_COUNT
+        {
+            if let Ok(m) = read::<i32>(pg, global!(LAYOUT.folio_entire_mapcount)) {
+                rec.page.large_mapcount = m + 1;
+            }
+        }
     }
     if global!(FILTER.mode) == Filter::LEAN && ordinary(rec) {
+        // Counted at exit: no envelope, no address space needed.
         if has_fexit {
             return Ok(());
         }
         p.count_only = 1;
+    } else {
+        // The address space the fault is in (GUP can fault on another mm).
+        let mm = read::<u64>(vma, global!(LAYOUT.vma_mm))?;
+        emit::header_for(
+            &mut rec.hdr,
+            kind::COW_FAULT,
+            hook,
+            core::mem::size_of::<CowFaultRecord>(),
+            mm,
+        );
     }
     FAULTS
         .insert(&emit::task_key(), &p, 0)

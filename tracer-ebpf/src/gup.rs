@@ -8,9 +8,11 @@
 //! on the fast path, which walks pages in address order from `start`.
 
 use aya_ebpf::{
-    macros::{kprobe, kretprobe, map},
+    macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::LruHashMap,
-    programs::{ProbeContext, RetProbeContext, tracing::StackIdContext as _},
+    programs::{
+        FEntryContext, FExitContext, ProbeContext, RetProbeContext, tracing::StackIdContext,
+    },
 };
 use tracer_common::{GupRecord, UnpinRecord, gup_path, hook, kind};
 
@@ -36,7 +38,7 @@ struct Cursor {
 }
 
 #[inline(always)]
-fn stack_id(ctx: &ProbeContext) -> i32 {
+fn stack_id<C: StackIdContext>(ctx: &C) -> i32 {
     match ctx.get_stackid(&emit::STACKS, 0) {
         Ok(id) => id as i32,
         Err(e) => e,
@@ -62,30 +64,30 @@ pub fn gup_slow_start(ctx: ProbeContext) -> u32 {
     if emit::passes() {
         let mm = ctx.arg::<u64>(0).unwrap_or(0);
         let start = ctx.arg::<u64>(1).unwrap_or(0);
-        let c = Cursor {
-            mm,
-            next: start,
-            exact: 0,
-            stack_id: stack_id(&ctx),
-            _pad: 0,
-        };
-        let _ = CURSOR.insert(&emit::task_key(), &c, 0);
+        call_start(mm, start, stack_id(&ctx));
+    }
+    0
+}
+
+#[fentry]
+pub fn gup_slow_start_fe(ctx: FEntryContext) -> u32 {
+    if emit::passes() {
+        call_start(kmem::scalar_arg(&ctx, 0), ctx.arg::<u64>(1), stack_id(&ctx));
     }
     0
 }
 
 #[kprobe]
 pub fn gup_follow_pte(ctx: ProbeContext) -> u32 {
-    if let Some(c) = CURSOR.get_ptr_mut(&emit::task_key()) {
-        let vma = ctx.arg::<u64>(0).unwrap_or(0);
-        let address = ctx.arg::<u64>(1).unwrap_or(0);
-        // SAFETY: map value of this task.
-        let c = unsafe { &mut *c };
-        c.exact = address;
-        if let Ok(mm) = read::<u64>(vma, global!(LAYOUT.vma_mm)) {
-            c.mm = mm;
-        }
-    }
+    let vma = ctx.arg::<u64>(0).unwrap_or(0);
+    let address = ctx.arg::<u64>(1).unwrap_or(0);
+    follow_pte(vma, address);
+    0
+}
+
+#[fentry]
+pub fn gup_follow_pte_fe(ctx: FEntryContext) -> u32 {
+    follow_pte(kmem::scalar_arg(&ctx, 0), ctx.arg::<u64>(1));
     0
 }
 
@@ -93,16 +95,43 @@ pub fn gup_follow_pte(ctx: ProbeContext) -> u32 {
 pub fn gup_fast_start(ctx: ProbeContext) -> u32 {
     if emit::passes() {
         let start = ctx.arg::<u64>(0).unwrap_or(0);
-        let c = Cursor {
-            mm: kmem::current_mm(),
-            next: start,
-            exact: 0,
-            stack_id: stack_id(&ctx),
-            _pad: 0,
-        };
-        let _ = CURSOR.insert(&emit::task_key(), &c, 0);
+        call_start(kmem::current_mm(), start, stack_id(&ctx));
     }
     0
+}
+
+#[fentry]
+pub fn gup_fast_start_fe(ctx: FEntryContext) -> u32 {
+    if emit::passes() {
+        call_start(kmem::current_mm(), ctx.arg::<u64>(0), stack_id(&ctx));
+    }
+    0
+}
+
+/// A GUP call starts: where its pages begin, and its kernel stack.
+#[inline(always)]
+fn call_start(mm: u64, start: u64, stack_id: i32) {
+    let c = Cursor {
+        mm,
+        next: start,
+        exact: 0,
+        stack_id,
+        _pad: 0,
+    };
+    let _ = CURSOR.insert(&emit::task_key(), &c, 0);
+}
+
+/// The slow path is about to look up `address` in `vma`.
+#[inline(always)]
+fn follow_pte(vma: u64, address: u64) {
+    if let Some(c) = CURSOR.get_ptr_mut(&emit::task_key()) {
+        // SAFETY: map value of this task.
+        let c = unsafe { &mut *c };
+        c.exact = address;
+        if let Ok(mm) = read::<u64>(vma, global!(LAYOUT.vma_mm)) {
+            c.mm = mm;
+        }
+    }
 }
 
 /// Slow-path grab taking `(page, flags)`: `try_grab_page`.
@@ -146,6 +175,57 @@ pub fn gup_fast_exit(ctx: RetProbeContext) -> u32 {
     0
 }
 
+// fexit on the grab helper: arguments and return value in one program, so
+// the grab needs no map entry between entry and exit. The return value
+// follows the arguments.
+
+/// fexit `try_grab_page(page, flags)`.
+#[fexit]
+pub fn gup_slow_pf_fx(ctx: FExitContext) -> u32 {
+    let (page, flags, ret) = (kmem::scalar_arg(&ctx, 0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
+    grab_fexit(&ctx, gup_path::SLOW, hook::GUP_SLOW, page, 1, flags as u32, ret);
+    0
+}
+
+/// fexit `try_grab_folio(folio, refs, flags)` (6.12+ slow path).
+#[fexit]
+pub fn gup_slow_prf_fx(ctx: FExitContext) -> u32 {
+    let (page, refs, flags) = (kmem::scalar_arg(&ctx, 0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
+    let ret = ctx.arg::<u64>(3);
+    grab_fexit(&ctx, gup_path::SLOW, hook::GUP_SLOW, page, refs as u32, flags as u32, ret);
+    0
+}
+
+/// fexit on a fast-path grab taking `(page, refs, flags)`.
+#[fexit]
+pub fn gup_fast_prf_fx(ctx: FExitContext) -> u32 {
+    let (page, refs, flags) = (kmem::scalar_arg(&ctx, 0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
+    let ret = ctx.arg::<u64>(3);
+    grab_fexit(&ctx, gup_path::FAST, hook::GUP_FAST, page, refs as u32, flags as u32, ret);
+    0
+}
+
+#[inline(always)]
+fn grab_fexit(
+    ctx: &FExitContext,
+    path: u8,
+    hook: u16,
+    page: u64,
+    refs: u32,
+    flags: u32,
+    ret: u64,
+) {
+    if !emit::passes() {
+        return;
+    }
+    let mut rec = GupRecord::default();
+    grab_record(ctx, &mut rec, path, hook, page, refs, flags);
+    rec.ret = ret;
+    // After the grab: the refcount includes the new reference.
+    page::snapshot(page, &mut rec.page);
+    emit::output(hook, &rec);
+}
+
 #[inline(always)]
 fn grab_entry(ctx: &ProbeContext, path: u8, hook: u16, page: u64, refs: u32, flags: u32) {
     if !emit::passes() {
@@ -156,7 +236,24 @@ fn grab_entry(ctx: &ProbeContext, path: u8, hook: u16, page: u64, refs: u32, fla
         rec: GupRecord::default(),
         page,
     };
-    let rec = &mut p.rec;
+    grab_record(ctx, &mut p.rec, path, hook, page, refs, flags);
+    if GRABS.insert(&key, &p, 0).is_err() {
+        emit::error(hook);
+    }
+}
+
+/// Fills a grab record from the arguments and the task's GUP cursor.
+#[inline(always)]
+fn grab_record<C: StackIdContext>(
+    ctx: &C,
+    rec: &mut GupRecord,
+    path: u8,
+    hook: u16,
+    page: u64,
+    refs: u32,
+    flags: u32,
+) {
+    let key = emit::task_key();
     emit::header(
         &mut rec.hdr,
         kind::GUP,
@@ -185,9 +282,6 @@ fn grab_entry(ctx: &ProbeContext, path: u8, hook: u16, page: u64, refs: u32, fla
         // A grab outside any GUP call we saw start (e.g. attached mid-call).
         rec.stack_id = stack_id(ctx);
     }
-    if GRABS.insert(&key, &p, 0).is_err() {
-        emit::error(hook);
-    }
 }
 
 #[inline(always)]
@@ -211,15 +305,27 @@ fn grab_exit(ctx: &RetProbeContext, hook: u16) {
 /// needs every release to keep pin counts right.
 #[kprobe]
 pub fn unpin(ctx: ProbeContext) -> u32 {
-    let key = emit::task_key();
-    if (key >> 32) as u32 == global!(FILTER.self_tgid) || IN_UNPIN_FOLIO.get_ptr(&key).is_some() {
-        return 0;
-    }
     let page = ctx.arg::<u64>(0).unwrap_or(0);
     let refs = ctx.arg::<u64>(1).unwrap_or(0) as u32;
     let flags = ctx.arg::<u64>(2).unwrap_or(0) as u32;
-    emit_unpin(hook::UNPIN, page, refs, flags, 0);
+    put(page, refs, flags);
     0
+}
+
+#[fentry]
+pub fn unpin_fe(ctx: FEntryContext) -> u32 {
+    let (page, refs, flags) = (kmem::scalar_arg(&ctx, 0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
+    put(page, refs as u32, flags as u32);
+    0
+}
+
+#[inline(always)]
+fn put(page: u64, refs: u32, flags: u32) {
+    let key = emit::task_key();
+    if (key >> 32) as u32 == global!(FILTER.self_tgid) || IN_UNPIN_FOLIO.get_ptr(&key).is_some() {
+        return;
+    }
+    emit_unpin(hook::UNPIN, page, refs, flags, 0);
 }
 
 /// Tasks inside `unpin_user_folio` (see `tracer_common::prog::UNPIN_FOLIO_ENTRY`).

@@ -40,7 +40,7 @@ static FILTER: Filter = Filter {
     unshare_flag: 0,
     pg_swapcache: tracer_common::layout::ABSENT,
     fault_fail_mask: 0,
-    _pad: 0,
+    swap_hook: 0,
 };
 
 /// Reads one field of a load-time global. Volatile, so the compiler cannot

@@ -346,6 +346,7 @@ pub fn prepare(args: &TraceArgs, mode: CaptureMode) -> anyhow::Result<(Live, Tra
         })
         .collect();
     let (mut filter, pids) = args.filter()?;
+    filter.swap_hook = u32::from(plan.hook(hook::SWAP).is_some_and(|h| h.chosen.is_some()));
     let lean = mode == CaptureMode::Lean && consts.pg_anon_exclusive.is_some();
     if mode == CaptureMode::Lean && !lean {
         eprintln!(

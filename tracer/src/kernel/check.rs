@@ -394,8 +394,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("NOT READY"));
-        // do_wp_page can still attach through a trampoline (fentry).
-        for name in ["gup_slow", "gup_fast", "unpin", "fork_vma"] {
+        // Hooks with fentry alternatives may still attach through
+        // trampolines, depending on this machine's BTF; fork_vma cannot.
+        for name in ["fork_vma"] {
             assert!(
                 r.plan.missing_required().iter().any(|h| h.name == name),
                 "{name}"

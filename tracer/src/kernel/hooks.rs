@@ -88,6 +88,9 @@ pub enum ArgCheck {
     /// `func` has exactly `count` parameters: an fexit program finds the
     /// return value right after the arguments.
     Arity { func: &'static str, count: usize },
+    /// `func` has at most `max` parameters: x86 BPF trampolines before 6.4
+    /// take at most six.
+    MaxArgs { func: &'static str, max: usize },
 }
 
 /// One way to implement a hook.
@@ -176,6 +179,8 @@ const fn alt(attachments: &'static [AttachSpec], fields: &'static [&'static str]
 
 /// Read, when the kernel has it, by every probe that reads a `struct page`.
 const PAGE_OPTIONAL: &[&str] = &["folio_large_mapcount"];
+/// THP records read the folio's entire mapcount where `_large_mapcount` is absent.
+const THP_OPTIONAL: &[&str] = &["folio_large_mapcount", "folio_entire_mapcount"];
 /// The swap-in probe also reads the swap count of the entry: through
 /// `swap_map` (up to 6.x) or the cluster's swap table (7.x).
 #[rustfmt::skip]
@@ -243,6 +248,58 @@ const SLOW_CONTEXT_ARGS: [ArgCheck; 4] = [
     param("follow_page_pte", 1, "address"),
 ];
 
+/// Parameters an x86 BPF trampoline takes before 6.4.
+const TRAMPOLINE_MAX_ARGS: usize = 6;
+
+/// fentry on the fast path's entry, fexit on its `(page, refs, flags)`
+/// grab, which must have exactly those three parameters (the return value
+/// follows them).
+const fn fast_fentry(
+    attachments: &'static [AttachSpec],
+    args: &'static [ArgCheck],
+    grab: &'static str,
+) -> AltSpec {
+    AltSpec {
+        mechanism: Mechanism::Fentry,
+        optional_fields: PAGE_OPTIONAL,
+        ret_of: Some(grab),
+        args,
+        ..alt(attachments, PAGE_TASK_FIELDS)
+    }
+}
+
+const fn fast_args(start: &'static str, grab: &'static str, first: &'static str) -> [ArgCheck; 5] {
+    [
+        param(start, 0, "start"),
+        param(grab, 0, first),
+        param(grab, 1, "refs"),
+        param(grab, 2, "flags"),
+        ArgCheck::Arity {
+            func: grab,
+            count: 3,
+        },
+    ]
+}
+
+const FAST_612_ARGS: [ArgCheck; 5] = fast_args("gup_fast_fallback", "try_grab_folio_fast", "page");
+const FAST_510_ARGS: [ArgCheck; 5] =
+    fast_args("internal_get_user_pages_fast", "try_grab_compound_head", "page");
+const FAST_61_ARGS: [ArgCheck; 5] =
+    fast_args("internal_get_user_pages_fast", "try_grab_folio", "page");
+
+const FAST_612: &[AttachSpec] = &[
+    fentry(prog::GUP_FAST_START_FE, "gup_fast_fallback"),
+    fexit(prog::GUP_FAST_PRF_FX, "try_grab_folio_fast"),
+];
+const FAST_510: &[AttachSpec] = &[
+    fentry(prog::GUP_FAST_START_FE, "internal_get_user_pages_fast"),
+    fexit(prog::GUP_FAST_PRF_FX, "try_grab_compound_head"),
+];
+const FAST_61: &[AttachSpec] = &[
+    fentry(prog::GUP_FAST_START_FE, "internal_get_user_pages_fast"),
+    fexit(prog::GUP_FAST_PRF_FX, "try_grab_folio"),
+];
+
 /// The hooks, in the order symbols are claimed.
 pub const HOOKS: &[HookSpec] = &[
     HookSpec {
@@ -293,7 +350,7 @@ pub const HOOKS: &[HookSpec] = &[
             // 5.18+: do_huge_pmd_wp_page(vmf), orig_pmd in vmf.
             AltSpec {
                 mechanism: Mechanism::Fentry,
-                optional_fields: PAGE_OPTIONAL,
+                optional_fields: THP_OPTIONAL,
                 args: &[
                     param("do_huge_pmd_wp_page", 0, "vmf"),
                     ArgCheck::Arity {
@@ -312,7 +369,7 @@ pub const HOOKS: &[HookSpec] = &[
             // 5.10's do_huge_pmd_wp_page(vmf, orig_pmd) passes a pmd_t
             // struct by value, which trampolines before 6.1 refuse: kprobes.
             AltSpec {
-            optional_fields: &["vmf_orig_pmd", "folio_large_mapcount"],
+            optional_fields: &["vmf_orig_pmd", "folio_large_mapcount", "folio_entire_mapcount"],
             args: &[
                 param("do_huge_pmd_wp_page", 0, "vmf"),
                 ArgCheck::FieldOrParam {
@@ -338,6 +395,65 @@ pub const HOOKS: &[HookSpec] = &[
         depends_on: &[],
         lost: "slow-path GUP grabs (pins and gets that fault pages in or walk page tables)",
         alternatives: &[
+            // 6.12+: every program a trampoline; the grab is one fexit.
+            AltSpec {
+                mechanism: Mechanism::Fentry,
+                optional_fields: PAGE_OPTIONAL,
+                ret_of: Some("try_grab_folio"),
+                args: &[
+                    SLOW_CONTEXT_ARGS[0],
+                    SLOW_CONTEXT_ARGS[1],
+                    SLOW_CONTEXT_ARGS[2],
+                    SLOW_CONTEXT_ARGS[3],
+                    ArgCheck::MaxArgs {
+                        func: "__get_user_pages",
+                        max: TRAMPOLINE_MAX_ARGS,
+                    },
+                    param("try_grab_folio", 0, "folio"),
+                    param("try_grab_folio", 1, "refs"),
+                    param("try_grab_folio", 2, "flags"),
+                    ArgCheck::Arity {
+                        func: "try_grab_folio",
+                        count: 3,
+                    },
+                ],
+                ..alt(
+                    &[
+                        fentry(prog::GUP_SLOW_START_FE, "__get_user_pages"),
+                        fentry(prog::GUP_FOLLOW_PTE_FE, "follow_page_pte"),
+                        fexit(prog::GUP_SLOW_PRF_FX, "try_grab_folio"),
+                    ],
+                    GUP_SLOW_FIELDS,
+                )
+            },
+            // 5.10, 6.1: `__get_user_pages` has seven parameters, one too
+            // many for their trampolines: a kprobe there, fentry/fexit for
+            // the per-page programs.
+            AltSpec {
+                mechanism: Mechanism::Fentry,
+                optional_fields: PAGE_OPTIONAL,
+                ret_of: Some("try_grab_page"),
+                args: &[
+                    SLOW_CONTEXT_ARGS[0],
+                    SLOW_CONTEXT_ARGS[1],
+                    SLOW_CONTEXT_ARGS[2],
+                    SLOW_CONTEXT_ARGS[3],
+                    param("try_grab_page", 0, "page"),
+                    param("try_grab_page", 1, "flags"),
+                    ArgCheck::Arity {
+                        func: "try_grab_page",
+                        count: 2,
+                    },
+                ],
+                ..alt(
+                    &[
+                        kp(prog::GUP_SLOW_START, "__get_user_pages"),
+                        fentry(prog::GUP_FOLLOW_PTE_FE, "follow_page_pte"),
+                        fexit(prog::GUP_SLOW_PF_FX, "try_grab_page"),
+                    ],
+                    GUP_SLOW_FIELDS,
+                )
+            },
             AltSpec {
                 optional_fields: PAGE_OPTIONAL,
                 ret_of: Some("try_grab_page"),
@@ -389,6 +505,9 @@ pub const HOOKS: &[HookSpec] = &[
         depends_on: &[],
         lost: "fast-path GUP grabs (pin_user_pages_fast & co: io_uring, O_DIRECT, vmsplice)",
         alternatives: &[
+            fast_fentry(FAST_612, &FAST_612_ARGS, "try_grab_folio_fast"),
+            fast_fentry(FAST_510, &FAST_510_ARGS, "try_grab_compound_head"),
+            fast_fentry(FAST_61, &FAST_61_ARGS, "try_grab_folio"),
             AltSpec {
                 optional_fields: PAGE_OPTIONAL,
                 ret_of: Some("try_grab_folio_fast"),
@@ -453,6 +572,27 @@ pub const HOOKS: &[HookSpec] = &[
         depends_on: &[],
         lost: "pin releases (unpin_user_page*): pins would look held forever",
         alternatives: &[
+            AltSpec {
+                mechanism: Mechanism::Fentry,
+                args: &[
+                    param("gup_put_folio", 0, "folio"),
+                    param("gup_put_folio", 1, "refs"),
+                    param("gup_put_folio", 2, "flags"),
+                ],
+                ..alt(&[fentry(prog::UNPIN_FE, "gup_put_folio")], PAGE_TASK_FIELDS)
+            },
+            AltSpec {
+                mechanism: Mechanism::Fentry,
+                args: &[
+                    param("put_compound_head", 0, "page"),
+                    param("put_compound_head", 1, "refs"),
+                    param("put_compound_head", 2, "flags"),
+                ],
+                ..alt(
+                    &[fentry(prog::UNPIN_FE, "put_compound_head")],
+                    PAGE_TASK_FIELDS,
+                )
+            },
             AltSpec {
                 args: &[
                     param("gup_put_folio", 0, "folio"),

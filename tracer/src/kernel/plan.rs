@@ -429,6 +429,18 @@ fn arg_check(
     warnings: &mut Vec<String>,
 ) {
     let (func, index, name) = match *check {
+        ArgCheck::MaxArgs { func, max } => {
+            match info.types().map(|t| t.func(func)) {
+                Some(Ok(sig)) if sig.params.len() <= max => {}
+                Some(Ok(sig)) => reasons.push(format!(
+                    "{func}: has {} arguments, a BPF trampoline takes at most {max}",
+                    sig.params.len()
+                )),
+                Some(Err(e)) => reasons.push(format!("{func}: arity unknown ({e})")),
+                None => reasons.push(format!("{func}: arity unknown (no BTF)")),
+            }
+            return;
+        }
         ArgCheck::Arity { func, count } => {
             match info.types().map(|t| t.func(func)) {
                 Some(Ok(sig)) if sig.params.len() == count => {
@@ -774,8 +786,15 @@ mod tests {
         assert!(wp.rejected[0].reasons[0].contains("--mechanism kprobe"));
         // Hooks without an fentry alternative keep kprobes under `fentry`.
         let f = plan_with(&info, &layout, MechanismChoice::Fentry);
-        let gup = f.hook(hook::GUP_SLOW).unwrap().chosen.as_ref().unwrap();
-        assert_eq!(gup.mechanism, Mechanism::Kprobe);
+        let fork = f.hook(hook::FORK_VMA).unwrap().chosen.as_ref().unwrap();
+        assert_eq!(fork.mechanism, Mechanism::Kprobe);
+        // 6.1: the slow path's per-page programs are trampolines, its
+        // seven-parameter entry a kprobe.
+        let slow = f.hook(hook::GUP_SLOW).unwrap().chosen.as_ref().unwrap();
+        assert_eq!(
+            slow.attachments.iter().map(|a| a.kind).collect::<Vec<_>>(),
+            [AttachKind::Kprobe, AttachKind::Fentry, AttachKind::Fexit]
+        );
         assert_eq!(
             f.hook(hook::WP_FAULT).unwrap().chosen.as_ref().unwrap().mechanism,
             Mechanism::Fentry
@@ -810,12 +829,20 @@ mod tests {
             "{:#?}",
             p.missing_required()
         );
-        let slow = p.hook(hook::GUP_SLOW).unwrap();
-        assert_eq!(slow.chosen.as_ref().unwrap().index, 1);
+        // Six parameters in `__get_user_pages`: all of the slow path on
+        // trampolines; the kprobe alternatives are not even evaluated.
+        let slow = p.hook(hook::GUP_SLOW).unwrap().chosen.as_ref().unwrap();
+        assert_eq!((slow.index, slow.mechanism), (0, Mechanism::Fentry));
+        assert_eq!(
+            chosen_symbols(&p, hook::GUP_SLOW),
+            ["__get_user_pages", "follow_page_pte", "try_grab_folio"]
+        );
+        let forced = plan_with(&info, &layout, MechanismChoice::Kprobe);
+        let slow = forced.hook(hook::GUP_SLOW).unwrap();
         assert!(
-            slow.rejected[0]
-                .reasons
+            slow.rejected
                 .iter()
+                .flat_map(|r| &r.reasons)
                 .any(|r| r.contains("`try_grab_page` not in /proc/kallsyms"))
         );
         assert_eq!(p.ret_kind(hook::GUP_SLOW), Some(RetKind::ZeroOk));
@@ -839,7 +866,9 @@ mod tests {
             Some("folio.(anon)._large_mapcount")
         );
         let programs: Vec<_> = p.attachments().map(|(_, a)| a.program).collect();
-        assert!(programs.contains(&prog::GUP_SLOW_PRF) && !programs.contains(&prog::GUP_SLOW_PF));
+        assert!(
+            programs.contains(&prog::GUP_SLOW_PRF_FX) && !programs.contains(&prog::GUP_SLOW_PF_FX)
+        );
     }
 
     #[test]
@@ -896,7 +925,9 @@ mod tests {
         info.kprobes_supported = false;
         let p = plan(&info, &layout);
         let missing: Vec<_> = p.missing_required().iter().map(|h| h.name).collect();
-        assert_eq!(missing, ["gup_slow", "gup_fast", "unpin", "fork_vma"]);
+        // 6.1's `__get_user_pages` has seven parameters: its context probe
+        // needs a kprobe; the fast path and unpins work on trampolines.
+        assert_eq!(missing, ["gup_slow", "fork_vma"]);
         assert!(p.hook(hook::TASK).unwrap().chosen.is_some());
         // do_wp_page still attaches, through a trampoline.
         let wp = p.hook(hook::WP_FAULT).unwrap().chosen.as_ref().unwrap();

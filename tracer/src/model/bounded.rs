@@ -4,8 +4,12 @@
 //! stack, each fed by a workload we do not control: every table must have a
 //! cap. Eviction works in batches (1/16 of the cap) chosen by last use, so an
 //! insert costs amortized O(1) and nothing is allocated per event: a plain
-//! lookup touches a counter, no list is relinked, and a batch reuses one
-//! buffer of eviction keys.
+//! lookup touches a counter, no list is relinked.
+//!
+//! The per-page tables outgrow the caches, so their cost is cache misses:
+//! the entries live in one-cache-line buckets of an open-addressing table
+//! (`table`) whose slots can be prefetched ahead of use, and one full scan
+//! of the table picks the victims of several batches (`evict_batch`).
 
 use std::hash::Hash;
 use std::num::NonZeroU64;
@@ -39,7 +43,7 @@ pub(crate) struct BoundedMap<K, V> {
 
 /// A full scan selects candidates for this many batches: the scan reads
 /// the whole table, the pool costs one lookup per entry it evicts.
-const POOL_BATCHES: usize = 8;
+const POOL_BATCHES: usize = 16;
 /// Pool candidates are prefetched this many pops ahead.
 const POOL_PREFETCH: usize = 8;
 
