@@ -59,10 +59,23 @@ pub fn run(args: Args) -> CliResult {
     let mut reader = input::open(&args.files)?;
     let mut engine = Engine::new(config, reader.meta().kernel.clone());
     let mut alerts = Vec::new();
-    while let Some(ev) = reader.next_event() {
-        let ev = ev.map_err(Failure::input)?;
-        engine.feed(&ev, &mut alerts);
-        alerts.clear();
+    // In batches: the engine prefetches the table slots of events ahead.
+    const BATCH: usize = 1024;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let next = reader.next_event();
+        let done = next.is_none();
+        if let Some(ev) = next {
+            batch.push(ev.map_err(Failure::input)?);
+        }
+        if batch.len() == BATCH || (done && !batch.is_empty()) {
+            engine.feed_batch(&batch, &mut alerts);
+            batch.clear();
+            alerts.clear();
+        }
+        if done {
+            break;
+        }
     }
     input::report_damage(&reader);
     let report = engine.report();

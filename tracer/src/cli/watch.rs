@@ -125,9 +125,7 @@ impl WatchSink {
 impl Sink for WatchSink {
     fn events(&mut self, events: &[Event]) -> anyhow::Result<()> {
         self.service.events(events)?;
-        for ev in events {
-            self.engine.feed(ev, &mut self.alerts);
-        }
+        self.engine.feed_batch(events, &mut self.alerts);
         // Queued to each sink's thread: never waits on a destination.
         self.service.alerts(&self.alerts);
         self.alerts.clear();

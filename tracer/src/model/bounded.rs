@@ -43,7 +43,7 @@ pub(crate) struct BoundedMap<K, V> {
 
 /// A full scan selects candidates for this many batches: the scan reads
 /// the whole table, the pool costs one lookup per entry it evicts.
-const POOL_BATCHES: usize = 16;
+const POOL_BATCHES: usize = 8;
 /// Pool candidates are prefetched this many pops ahead.
 const POOL_PREFETCH: usize = 8;
 
