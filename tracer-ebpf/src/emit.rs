@@ -70,7 +70,7 @@ pub fn passes() -> bool {
     if tgid == global!(FILTER.self_tgid) {
         return false;
     }
-    if global!(FILTER.pid_filter) != 0 && unsafe { PIDS.get(&tgid) }.is_none() {
+    if global!(FILTER.pid_filter) != 0 && unsafe { PIDS.get(tgid) }.is_none() {
         return false;
     }
     let cgroup = global!(FILTER.cgroup_id);
@@ -103,8 +103,8 @@ pub fn follow_child(child_tgid: u32) {
         return;
     }
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if unsafe { PIDS.get(&parent) }.is_some() {
-        let _ = PIDS.insert(&child_tgid, &1, 0);
+    if unsafe { PIDS.get(parent) }.is_some() {
+        let _ = PIDS.insert(child_tgid, 1, 0);
     }
 }
 

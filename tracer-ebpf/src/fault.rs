@@ -168,7 +168,10 @@ fn entry(vmf: u64, arg1: u64, site: u8, hook: u16, has_fexit: bool) -> Result<()
         }
     };
     rec.address = word(global!(LAYOUT.vmf_address))?;
-    rec.fault_flags = match block.as_ref().and_then(|b| b.get::<u32>(global!(LAYOUT.vmf_flags))) {
+    rec.fault_flags = match block
+        .as_ref()
+        .and_then(|b| b.get::<u32>(global!(LAYOUT.vmf_flags)))
+    {
         Some(v) => v,
         None => read::<u32>(vmf, global!(LAYOUT.vmf_flags))?,
     };
@@ -192,11 +195,9 @@ fn entry(vmf: u64, arg1: u64, site: u8, hook: u16, has_fexit: bool) -> Result<()
         // head page's `_mapcount`: before `_large_mapcount` (6.9) that word
         // is the THP's mapcount the decision used.
         if site == site::THP && rec.page.large_mapcount == tracer_common::PageSnapshot::NO_COUNT
-        {
-            if let Ok(m) = read::<i32>(pg, global!(LAYOUT.folio_entire_mapcount)) {
+            && let Ok(m) = read::<i32>(pg, global!(LAYOUT.folio_entire_mapcount)) {
                 rec.page.large_mapcount = m + 1;
             }
-        }
     }
     if global!(FILTER.mode) == Filter::LEAN && ordinary(rec) {
         // Counted at exit: no envelope, no address space needed.
@@ -216,7 +217,7 @@ fn entry(vmf: u64, arg1: u64, site: u8, hook: u16, has_fexit: bool) -> Result<()
         );
     }
     FAULTS
-        .insert(&emit::task_key(), &p, 0)
+        .insert(emit::task_key(), p, 0)
         .map_err(|e| e as i64)
 }
 
@@ -246,7 +247,7 @@ fn ordinary(rec: &CowFaultRecord) -> bool {
 #[inline(always)]
 fn exit(ret: u64, hook: u16, vmf: u64) {
     let key = emit::task_key();
-    let Some(p) = FAULTS.get_ptr_mut(&key) else {
+    let Some(p) = FAULTS.get_ptr_mut(key) else {
         // No entry: filtered out, failed, or (fexit, lean mode) an
         // ordinary fault that entry chose to count.
         if vmf != 0 && global!(FILTER.mode) == Filter::LEAN && emit::passes() {
@@ -267,7 +268,7 @@ fn exit(ret: u64, hook: u16, vmf: u64) {
         }
         emit::output(hook, &p.rec);
     }
-    let _ = FAULTS.remove(&key);
+    let _ = FAULTS.remove(key);
 }
 
 /// fexit, lean mode: the PTE before (`vmf->orig_pte`) and after.
@@ -305,7 +306,7 @@ fn count(orig: u64, after: Option<u64>, ret: u64, hook: u16) {
         outcome,
         _pad: [0; 2],
     };
-    if let Some(v) = COUNTS.get_ptr_mut(&key) {
+    if let Some(v) = COUNTS.get_ptr_mut(key) {
         // SAFETY: this CPU's slot; BPF programs do not migrate.
         unsafe { (*v).count += 1 };
         return;
@@ -314,7 +315,7 @@ fn count(orig: u64, after: Option<u64>, ret: u64, hook: u16) {
         count: 1,
         comm: bpf_get_current_comm().unwrap_or_default(),
     };
-    if COUNTS.insert(&key, &v, 0).is_err() {
+    if COUNTS.insert(key, v, 0).is_err() {
         emit::lost(hook);
     }
 }

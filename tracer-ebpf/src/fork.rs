@@ -49,20 +49,20 @@ fn vma_entry(ctx: &ProbeContext) -> Result<(), i64> {
     rec.vm_flags = read::<u64>(src, global!(LAYOUT.vma_flags))?;
     emit::output(hook::FORK_VMA, &rec);
     WINDOW
-        .insert(&emit::task_key(), &rec.child_mm, 0)
+        .insert(emit::task_key(), rec.child_mm, 0)
         .map_err(|e| e as i64)
 }
 
 #[kretprobe]
 pub fn fork_vma_exit(_ctx: RetProbeContext) -> u32 {
-    let _ = WINDOW.remove(&emit::task_key());
+    let _ = WINDOW.remove(emit::task_key());
     0
 }
 
 #[kprobe]
 pub fn fork_alloc(ctx: ProbeContext) -> u32 {
     // Cheap for every allocation outside a fork window: one map lookup.
-    let Some(child_mm) = (unsafe { WINDOW.get(&emit::task_key()) }).copied() else {
+    let Some(child_mm) = (unsafe { WINDOW.get(emit::task_key()) }).copied() else {
         return 0;
     };
     let mut rec = ForkCopyRecord::default();
@@ -85,7 +85,7 @@ pub fn fork_alloc(ctx: ProbeContext) -> u32 {
 #[kprobe]
 pub fn fork_huge_copy(ctx: ProbeContext) -> u32 {
     // Cheap outside a fork window (hugetlb COW faults copy with it too).
-    let Some(child_mm) = (unsafe { WINDOW.get(&emit::task_key()) }).copied() else {
+    let Some(child_mm) = (unsafe { WINDOW.get(emit::task_key()) }).copied() else {
         return 0;
     };
     let mut rec = ForkCopyRecord::default();

@@ -118,13 +118,13 @@ fn call_start(mm: u64, start: u64, stack_id: i32) {
         stack_id,
         _pad: 0,
     };
-    let _ = CURSOR.insert(&emit::task_key(), &c, 0);
+    let _ = CURSOR.insert(emit::task_key(), c, 0);
 }
 
 /// The slow path is about to look up `address` in `vma`.
 #[inline(always)]
 fn follow_pte(vma: u64, address: u64) {
-    if let Some(c) = CURSOR.get_ptr_mut(&emit::task_key()) {
+    if let Some(c) = CURSOR.get_ptr_mut(emit::task_key()) {
         // SAFETY: map value of this task.
         let c = unsafe { &mut *c };
         c.exact = address;
@@ -182,39 +182,67 @@ pub fn gup_fast_exit(ctx: RetProbeContext) -> u32 {
 /// fexit `try_grab_page(page, flags)`.
 #[fexit]
 pub fn gup_slow_pf_fx(ctx: FExitContext) -> u32 {
-    let (page, flags, ret) = (kmem::scalar_arg(&ctx, 0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
-    grab_fexit(&ctx, gup_path::SLOW, hook::GUP_SLOW, page, 1, flags as u32, ret);
+    let (page, flags, ret) = (
+        kmem::scalar_arg(&ctx, 0),
+        ctx.arg::<u64>(1),
+        ctx.arg::<u64>(2),
+    );
+    grab_fexit(
+        &ctx,
+        gup_path::SLOW,
+        hook::GUP_SLOW,
+        page,
+        1,
+        flags as u32,
+        ret,
+    );
     0
 }
 
 /// fexit `try_grab_folio(folio, refs, flags)` (6.12+ slow path).
 #[fexit]
 pub fn gup_slow_prf_fx(ctx: FExitContext) -> u32 {
-    let (page, refs, flags) = (kmem::scalar_arg(&ctx, 0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
+    let (page, refs, flags) = (
+        kmem::scalar_arg(&ctx, 0),
+        ctx.arg::<u64>(1),
+        ctx.arg::<u64>(2),
+    );
     let ret = ctx.arg::<u64>(3);
-    grab_fexit(&ctx, gup_path::SLOW, hook::GUP_SLOW, page, refs as u32, flags as u32, ret);
+    grab_fexit(
+        &ctx,
+        gup_path::SLOW,
+        hook::GUP_SLOW,
+        page,
+        refs as u32,
+        flags as u32,
+        ret,
+    );
     0
 }
 
 /// fexit on a fast-path grab taking `(page, refs, flags)`.
 #[fexit]
 pub fn gup_fast_prf_fx(ctx: FExitContext) -> u32 {
-    let (page, refs, flags) = (kmem::scalar_arg(&ctx, 0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
+    let (page, refs, flags) = (
+        kmem::scalar_arg(&ctx, 0),
+        ctx.arg::<u64>(1),
+        ctx.arg::<u64>(2),
+    );
     let ret = ctx.arg::<u64>(3);
-    grab_fexit(&ctx, gup_path::FAST, hook::GUP_FAST, page, refs as u32, flags as u32, ret);
+    grab_fexit(
+        &ctx,
+        gup_path::FAST,
+        hook::GUP_FAST,
+        page,
+        refs as u32,
+        flags as u32,
+        ret,
+    );
     0
 }
 
 #[inline(always)]
-fn grab_fexit(
-    ctx: &FExitContext,
-    path: u8,
-    hook: u16,
-    page: u64,
-    refs: u32,
-    flags: u32,
-    ret: u64,
-) {
+fn grab_fexit(ctx: &FExitContext, path: u8, hook: u16, page: u64, refs: u32, flags: u32, ret: u64) {
     if !emit::passes() {
         return;
     }
@@ -237,7 +265,7 @@ fn grab_entry(ctx: &ProbeContext, path: u8, hook: u16, page: u64, refs: u32, fla
         page,
     };
     grab_record(ctx, &mut p.rec, path, hook, page, refs, flags);
-    if GRABS.insert(&key, &p, 0).is_err() {
+    if GRABS.insert(key, p, 0).is_err() {
         emit::error(hook);
     }
 }
@@ -265,7 +293,7 @@ fn grab_record<C: StackIdContext>(
     rec.gup_flags = flags;
     rec.pfn = page::pfn_of_page(page);
     rec.stack_id = -1;
-    if let Some(c) = CURSOR.get_ptr_mut(&key) {
+    if let Some(c) = CURSOR.get_ptr_mut(key) {
         // SAFETY: map value of this task.
         let c = unsafe { &mut *c };
         rec.hdr.mm = c.mm;
@@ -287,7 +315,7 @@ fn grab_record<C: StackIdContext>(
 #[inline(always)]
 fn grab_exit(ctx: &RetProbeContext, hook: u16) {
     let key = emit::task_key();
-    let Some(p) = GRABS.get_ptr_mut(&key) else {
+    let Some(p) = GRABS.get_ptr_mut(key) else {
         return;
     };
     // SAFETY: map value of this task.
@@ -296,7 +324,7 @@ fn grab_exit(ctx: &RetProbeContext, hook: u16) {
     // After the grab: the refcount includes the new reference.
     page::snapshot(p.page, &mut p.rec.page);
     emit::output(hook, &p.rec);
-    let _ = GRABS.remove(&key);
+    let _ = GRABS.remove(key);
 }
 
 /// `put_compound_head(page, refs, flags)` (5.10) / `gup_put_folio(folio,
@@ -314,7 +342,11 @@ pub fn unpin(ctx: ProbeContext) -> u32 {
 
 #[fentry]
 pub fn unpin_fe(ctx: FEntryContext) -> u32 {
-    let (page, refs, flags) = (kmem::scalar_arg(&ctx, 0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
+    let (page, refs, flags) = (
+        kmem::scalar_arg(&ctx, 0),
+        ctx.arg::<u64>(1),
+        ctx.arg::<u64>(2),
+    );
     put(page, refs as u32, flags as u32);
     0
 }
@@ -322,7 +354,7 @@ pub fn unpin_fe(ctx: FEntryContext) -> u32 {
 #[inline(always)]
 fn put(page: u64, refs: u32, flags: u32) {
     let key = emit::task_key();
-    if (key >> 32) as u32 == global!(FILTER.self_tgid) || IN_UNPIN_FOLIO.get_ptr(&key).is_some() {
+    if (key >> 32) as u32 == global!(FILTER.self_tgid) || IN_UNPIN_FOLIO.get_ptr(key).is_some() {
         return;
     }
     emit_unpin(hook::UNPIN, page, refs, flags, 0);
@@ -338,7 +370,7 @@ pub fn unpin_folio_entry(ctx: ProbeContext) -> u32 {
     if (key >> 32) as u32 == global!(FILTER.self_tgid) {
         return 0;
     }
-    let _ = IN_UNPIN_FOLIO.insert(&key, &1, 0);
+    let _ = IN_UNPIN_FOLIO.insert(key, 1, 0);
     let folio = ctx.arg::<u64>(0).unwrap_or(0);
     let npages = ctx.arg::<u64>(1).unwrap_or(0) as u32;
     emit_unpin(hook::UNPIN_FOLIO, folio, npages, 0, 1);
@@ -347,7 +379,7 @@ pub fn unpin_folio_entry(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn unpin_folio_exit(_ctx: RetProbeContext) -> u32 {
-    let _ = IN_UNPIN_FOLIO.remove(&emit::task_key());
+    let _ = IN_UNPIN_FOLIO.remove(emit::task_key());
     0
 }
 

@@ -138,14 +138,14 @@ fn entry(args: impl FnOnce() -> Result<Args, i64>) -> Result<(), i64> {
         }
     }
     PENDING
-        .insert(&emit::task_key(), &p, 0)
+        .insert(emit::task_key(), p, 0)
         .map_err(|e| e as i64)
 }
 
 #[kretprobe]
 pub fn hugetlb_exit(ctx: RetProbeContext) -> u32 {
     let key = emit::task_key();
-    let Some(p) = PENDING.get_ptr_mut(&key) else {
+    let Some(p) = PENDING.get_ptr_mut(key) else {
         return 0;
     };
     // SAFETY: a valid map value pointer for this task.
@@ -156,6 +156,6 @@ pub fn hugetlb_exit(ctx: RetProbeContext) -> u32 {
         p.rec.after_valid = 1;
     }
     emit::output(hook::HUGETLB, &p.rec);
-    let _ = PENDING.remove(&key);
+    let _ = PENDING.remove(key);
     0
 }

@@ -74,7 +74,9 @@ pub fn snapshot(page: u64, snap: &mut PageSnapshot) {
     let Some(flags) = w.get::<u64>(global!(LAYOUT.page_flags)) else {
         return;
     };
-    let ch = w.get::<u64>(global!(LAYOUT.page_compound_head)).unwrap_or(0);
+    let ch = w
+        .get::<u64>(global!(LAYOUT.page_compound_head))
+        .unwrap_or(0);
     let mapcount = w.get::<i32>(global!(LAYOUT.page_mapcount)).unwrap_or(-1) + 1;
     let mut state = PageSnapshot::VALID;
     let (head, hw) = if ch & 1 != 0 {
@@ -92,7 +94,9 @@ pub fn snapshot(page: u64, snap: &mut PageSnapshot) {
         ),
         None => (0, 0, 0),
     };
-    finish(snap, state, head, flags, head_flags, mapping, refcount, mapcount);
+    finish(
+        snap, state, head, flags, head_flags, mapping, refcount, mapcount,
+    );
 }
 
 /// A tail page's head: `compound_head` holds head + 1, or (7.x with HVO)
@@ -130,11 +134,10 @@ fn finish(
     snap.refcount = refcount;
     snap.mapcount = mapcount;
     snap.large_mapcount = PageSnapshot::NO_COUNT;
-    if state & PageSnapshot::COMPOUND != 0 {
-        if let Ok(m) = read::<i32>(head, global!(LAYOUT.folio_large_mapcount)) {
+    if state & PageSnapshot::COMPOUND != 0
+        && let Ok(m) = read::<i32>(head, global!(LAYOUT.folio_large_mapcount)) {
             snap.large_mapcount = m + 1;
         }
-    }
     snap.state = state;
 }
 
@@ -156,5 +159,7 @@ fn snapshot_by_field(page: u64, snap: &mut PageSnapshot) {
     let mapping = read::<u64>(head, global!(LAYOUT.page_mapping)).unwrap_or(0);
     let refcount = read::<i32>(head, global!(LAYOUT.page_refcount)).unwrap_or(0);
     let mapcount = read::<i32>(page, global!(LAYOUT.page_mapcount)).unwrap_or(-1) + 1;
-    finish(snap, state, head, flags, head_flags, mapping, refcount, mapcount);
+    finish(
+        snap, state, head, flags, head_flags, mapping, refcount, mapcount,
+    );
 }

@@ -96,7 +96,7 @@ fn entry(ctx: &ProbeContext) -> Result<(), i64> {
         rec.swap_format = format;
         rec.swap_witness = witness;
     }
-    SWAPS.insert(&emit::task_key(), &p, 0).map_err(|e| e as i64)
+    SWAPS.insert(emit::task_key(), p, 0).map_err(|e| e as i64)
 }
 
 /// The kernel's count of references to the swap slot `pte` names, raw
@@ -142,7 +142,7 @@ fn swap_count_witness(pte: u64) -> Option<(u8, u64)> {
 /// the swap-in being traced on this task.
 #[inline(always)]
 pub fn note_wp() {
-    if let Some(p) = SWAPS.get_ptr_mut(&emit::task_key()) {
+    if let Some(p) = SWAPS.get_ptr_mut(emit::task_key()) {
         // SAFETY: a valid map value pointer; only this task uses the key.
         unsafe { (*p).rec.nested_wp = 1 };
     }
@@ -151,7 +151,7 @@ pub fn note_wp() {
 #[kretprobe]
 pub fn swap_exit(ctx: RetProbeContext) -> u32 {
     let key = emit::task_key();
-    let Some(p) = SWAPS.get_ptr_mut(&key) else {
+    let Some(p) = SWAPS.get_ptr_mut(key) else {
         return 0;
     };
     // SAFETY: a valid map value pointer for this task.
@@ -168,6 +168,6 @@ pub fn swap_exit(ctx: RetProbeContext) -> u32 {
         }
     }
     emit::output(hook::SWAP, &p.rec);
-    let _ = SWAPS.remove(&key);
+    let _ = SWAPS.remove(key);
     0
 }

@@ -127,7 +127,11 @@ fn stop(mut w: Watcher) -> anyhow::Result<(Value, String)> {
     }
     let out = std::fs::read_to_string(&w.stdout).unwrap_or_default();
     let err = std::fs::read_to_string(&w.stderr).unwrap_or_default();
-    let last = out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let last = out
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
     let report: Value = serde_json::from_str(last)
         .with_context(|| format!("no JSON report on stdout; stderr: {}", excerpt(&err)))?;
     Ok((report, err))
@@ -269,7 +273,11 @@ pub fn compare(full: &Value, lean: &Value, lean_stderr: &str) -> Verdict {
         fa.len(),
         fp.len(),
         le,
-        if in_full { " (records in full on this kernel)" } else { "" }
+        if in_full {
+            " (records in full on this kernel)"
+        } else {
+            ""
+        }
     );
     if problems.is_empty() {
         Verdict { ok: true, detail }
@@ -341,7 +349,8 @@ mod tests {
 
     #[test]
     fn cow_storm_alerts_match_by_process() {
-        let storm = |addr: &str| json!({"rule": "cow-storm", "pid": 7, "address": addr, "pfn": "0x1"});
+        let storm =
+            |addr: &str| json!({"rule": "cow-storm", "pid": 7, "address": addr, "pfn": "0x1"});
         let full = report(json!([pin_alert("0x1000"), storm("0x5000")]), 100, 500, 0);
         let lean = report(json!([pin_alert("0x1000"), storm("0x0")]), 100, 20, 480);
         assert!(compare(&full, &lean, "").ok);

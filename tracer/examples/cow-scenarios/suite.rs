@@ -102,8 +102,9 @@ pub fn run(cfg: &Config) -> anyhow::Result<bool> {
     for scenario in selected {
         let verdict = match scenario {
             Scenario::CheckPlan => check_plan(cfg),
-            Scenario::Workload(w) => record_and_check(cfg, w, &[])
-                .unwrap_or_else(|e| Verdict::failed(format!("{e:#}"))),
+            Scenario::Workload(w) => {
+                record_and_check(cfg, w, &[]).unwrap_or_else(|e| Verdict::failed(format!("{e:#}")))
+            }
             Scenario::Kprobe(w) => record_and_check(cfg, w, &["--mechanism", "kprobe"])
                 .unwrap_or_else(|e| Verdict::failed(format!("{e:#}"))),
             Scenario::Robust(c) => c.run(cfg),
@@ -204,7 +205,9 @@ fn record_and_check(cfg: &Config, w: Workload, extra: &[&str]) -> anyhow::Result
         // options (both call the same planner on the same kernel).
         let plan = cowtrace(cfg, &["check", "--format", "json", "--mechanism", want])?;
         let used = checks::fault_mechanism(&plan.stdout);
-        verdict.detail.push_str(&format!("; wp_fault attached by {used:?}"));
+        verdict
+            .detail
+            .push_str(&format!("; wp_fault attached by {used:?}"));
         if used.as_deref() != Some(want) {
             verdict.ok = false;
             verdict

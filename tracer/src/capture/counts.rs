@@ -64,13 +64,10 @@ pub struct CountsReader {
 
 impl CountsReader {
     pub fn new(capture: &mut Capture) -> Result<Self, CaptureError> {
-        let map = capture
-            .ebpf
-            .take_map(COUNTS_MAP)
-            .ok_or(CaptureError::Map {
-                map: COUNTS_MAP,
-                detail: "missing".into(),
-            })?;
+        let map = capture.ebpf.take_map(COUNTS_MAP).ok_or(CaptureError::Map {
+            map: COUNTS_MAP,
+            detail: "missing".into(),
+        })?;
         let map = PerCpuHashMap::try_from(map).map_err(|e| CaptureError::Map {
             map: COUNTS_MAP,
             detail: e.to_string(),

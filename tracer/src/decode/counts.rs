@@ -54,8 +54,12 @@ mod tests {
 
     #[test]
     fn keys_name_the_process_site_and_decision() {
-        let (task, c) = counted(&key(site::WP, outcome::COPY), *b"app\0\0\0\0\0\0\0\0\0\0\0\0\0", 7)
-            .expect("known key");
+        let (task, c) = counted(
+            &key(site::WP, outcome::COPY),
+            *b"app\0\0\0\0\0\0\0\0\0\0\0\0\0",
+            7,
+        )
+        .expect("known key");
         assert_eq!((task.pid, task.comm.escaped().as_str()), (42, "app"));
         assert_eq!((c.site, c.decision, c.count), (Site::Wp, Decision::Copy, 7));
         let (_, c) = counted(&key(site::WP, outcome::REUSE), [0; 16], 1).expect("known key");

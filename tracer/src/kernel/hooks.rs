@@ -282,8 +282,11 @@ const fn fast_args(start: &'static str, grab: &'static str, first: &'static str)
 }
 
 const FAST_612_ARGS: [ArgCheck; 5] = fast_args("gup_fast_fallback", "try_grab_folio_fast", "page");
-const FAST_510_ARGS: [ArgCheck; 5] =
-    fast_args("internal_get_user_pages_fast", "try_grab_compound_head", "page");
+const FAST_510_ARGS: [ArgCheck; 5] = fast_args(
+    "internal_get_user_pages_fast",
+    "try_grab_compound_head",
+    "page",
+);
 const FAST_61_ARGS: [ArgCheck; 5] =
     fast_args("internal_get_user_pages_fast", "try_grab_folio", "page");
 
@@ -369,24 +372,28 @@ pub const HOOKS: &[HookSpec] = &[
             // 5.10's do_huge_pmd_wp_page(vmf, orig_pmd) passes a pmd_t
             // struct by value, which trampolines before 6.1 refuse: kprobes.
             AltSpec {
-            optional_fields: &["vmf_orig_pmd", "folio_large_mapcount", "folio_entire_mapcount"],
-            args: &[
-                param("do_huge_pmd_wp_page", 0, "vmf"),
-                ArgCheck::FieldOrParam {
-                    field: "vmf_orig_pmd",
-                    func: "do_huge_pmd_wp_page",
-                    index: 1,
-                    name: "orig_pmd",
-                },
-            ],
-            ..alt(
-                &[
-                    kp(prog::THP_ENTRY, "do_huge_pmd_wp_page"),
-                    kret(prog::THP_EXIT, "do_huge_pmd_wp_page"),
+                optional_fields: &[
+                    "vmf_orig_pmd",
+                    "folio_large_mapcount",
+                    "folio_entire_mapcount",
                 ],
-                THP_FIELDS,
-            )
-        },
+                args: &[
+                    param("do_huge_pmd_wp_page", 0, "vmf"),
+                    ArgCheck::FieldOrParam {
+                        field: "vmf_orig_pmd",
+                        func: "do_huge_pmd_wp_page",
+                        index: 1,
+                        name: "orig_pmd",
+                    },
+                ],
+                ..alt(
+                    &[
+                        kp(prog::THP_ENTRY, "do_huge_pmd_wp_page"),
+                        kret(prog::THP_EXIT, "do_huge_pmd_wp_page"),
+                    ],
+                    THP_FIELDS,
+                )
+            },
         ],
     },
     HookSpec {

@@ -204,7 +204,10 @@ fn plan_hooks_with(
             let result = if !unmet.is_empty() {
                 Err(unmet.clone())
             } else if let Some(why) = choice.refuses(h, a) {
-                Err(vec![format!("{} alternative not allowed by {why}", label(a))])
+                Err(vec![format!(
+                    "{} alternative not allowed by {why}",
+                    label(a)
+                )])
             } else {
                 evaluate(a, index, name, info, layout, &claimed)
             };
@@ -796,7 +799,12 @@ mod tests {
             [AttachKind::Kprobe, AttachKind::Fentry, AttachKind::Fexit]
         );
         assert_eq!(
-            f.hook(hook::WP_FAULT).unwrap().chosen.as_ref().unwrap().mechanism,
+            f.hook(hook::WP_FAULT)
+                .unwrap()
+                .chosen
+                .as_ref()
+                .unwrap()
+                .mechanism,
             Mechanism::Fentry
         );
     }

@@ -261,7 +261,6 @@ pub struct Counted {
     pub count: u64,
 }
 
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StackDef {
     pub id: u32,
