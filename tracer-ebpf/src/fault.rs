@@ -194,10 +194,12 @@ fn entry(vmf: u64, arg1: u64, site: u8, hook: u16, has_fexit: bool) -> Result<()
         // A PMD mapping counts in the folio's "entire" mapcount, not in the
         // head page's `_mapcount`: before `_large_mapcount` (6.9) that word
         // is the THP's mapcount the decision used.
-        if site == site::THP && rec.page.large_mapcount == tracer_common::PageSnapshot::NO_COUNT
-            && let Ok(m) = read::<i32>(pg, global!(LAYOUT.folio_entire_mapcount)) {
-                rec.page.large_mapcount = m + 1;
-            }
+        if site == site::THP
+            && rec.page.large_mapcount == tracer_common::PageSnapshot::NO_COUNT
+            && let Ok(m) = read::<i32>(pg, global!(LAYOUT.folio_entire_mapcount))
+        {
+            rec.page.large_mapcount = m + 1;
+        }
     }
     if global!(FILTER.mode) == Filter::LEAN && ordinary(rec) {
         // Counted at exit: no envelope, no address space needed.
@@ -216,9 +218,7 @@ fn entry(vmf: u64, arg1: u64, site: u8, hook: u16, has_fexit: bool) -> Result<()
             mm,
         );
     }
-    FAULTS
-        .insert(emit::task_key(), p, 0)
-        .map_err(|e| e as i64)
+    FAULTS.insert(emit::task_key(), p, 0).map_err(|e| e as i64)
 }
 
 /// A decision no alert can be about: a write (not unshare) fault on a

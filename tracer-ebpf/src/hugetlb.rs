@@ -137,9 +137,7 @@ fn entry(args: impl FnOnce() -> Result<Args, i64>) -> Result<(), i64> {
             rec.page.large_mapcount = m + 1;
         }
     }
-    PENDING
-        .insert(emit::task_key(), p, 0)
-        .map_err(|e| e as i64)
+    PENDING.insert(emit::task_key(), p, 0).map_err(|e| e as i64)
 }
 
 #[kretprobe]

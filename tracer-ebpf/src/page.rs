@@ -135,9 +135,10 @@ fn finish(
     snap.mapcount = mapcount;
     snap.large_mapcount = PageSnapshot::NO_COUNT;
     if state & PageSnapshot::COMPOUND != 0
-        && let Ok(m) = read::<i32>(head, global!(LAYOUT.folio_large_mapcount)) {
-            snap.large_mapcount = m + 1;
-        }
+        && let Ok(m) = read::<i32>(head, global!(LAYOUT.folio_large_mapcount))
+    {
+        snap.large_mapcount = m + 1;
+    }
     snap.state = state;
 }
 

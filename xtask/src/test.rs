@@ -38,6 +38,9 @@ pub struct TestArgs {
 struct Tally {
     passed: usize,
     failed: usize,
+    /// Scenarios about a feature this kernel does not have: neither passed
+    /// nor failed, and never counted as a pass.
+    not_applicable: usize,
     failures: Vec<String>,
 }
 
@@ -54,6 +57,12 @@ impl Tally {
             self.failed += 1;
             self.failures.push(line.trim_end().to_owned());
         }
+    }
+
+    fn not_applicable(&mut self, scope: &str, name: &str, detail: &str) {
+        let line = format!("N/A   {scope:<7} {name:<28} {detail}");
+        println!("{}", line.trim_end());
+        self.not_applicable += 1;
     }
 
     fn add(&mut self, passed: usize, failed: usize) {
@@ -85,7 +94,10 @@ pub fn run(args: &TestArgs) -> Result<i32> {
         }
     }
     println!("\n(total {:.0} s)", started.elapsed().as_secs_f64());
-    println!("{} passed, {} failed", tally.passed, tally.failed);
+    println!(
+        "{} passed, {} failed, {} not applicable",
+        tally.passed, tally.failed, tally.not_applicable
+    );
     Ok(if tally.failed == 0 { 0 } else { 1 })
 }
 
@@ -266,6 +278,9 @@ pub struct ScenarioResult {
     pub ok: bool,
     #[serde(default)]
     pub detail: String,
+    /// The kernel lacks what the scenario is about (checked, not assumed).
+    #[serde(default)]
+    pub na: bool,
 }
 
 /// What the guest's output says about the suite.
@@ -298,6 +313,10 @@ fn judge(line: KernelLine, run: &VmRun, tally: &mut Tally) {
     let scope = line.name();
     let report = parse_suite(&run.output);
     for r in &report.results {
+        if r.na && r.ok {
+            tally.not_applicable(scope, &r.scenario, &r.detail);
+            continue;
+        }
         tally.record(r.ok, scope, &r.scenario, &r.detail);
     }
     for m in &report.malformed {
@@ -367,12 +386,14 @@ mod tests {
                 ScenarioResult {
                     scenario: "fork-child-writes".into(),
                     ok: true,
-                    detail: "2 copies".into()
+                    detail: "2 copies".into(),
+                    na: false,
                 },
                 ScenarioResult {
                     scenario: "pin-then-cow".into(),
                     ok: false,
-                    detail: String::new()
+                    detail: String::new(),
+                    na: false,
                 },
             ]
         );
@@ -390,6 +411,19 @@ mod tests {
         let mut t = Tally::default();
         judge(KernelLine::V6_1, &run, &mut t);
         t
+    }
+
+    #[test]
+    fn not_applicable_scenarios_are_neither_passed_nor_failed() {
+        let na =
+            r#"COWTRACE-RESULT {"scenario": "m", "ok": true, "na": true, "detail": "no mTHP"}"#;
+        let ok = r#"COWTRACE-RESULT {"scenario": "a", "ok": true, "detail": ""}"#;
+        let t = run_with(VmEnd::Exited(0), &[na, ok, DONE_TAG]);
+        assert_eq!((t.passed, t.failed, t.not_applicable), (1, 0, 1));
+        // A failed check stays a failure whatever it claims.
+        let bad = r#"COWTRACE-RESULT {"scenario": "m", "ok": false, "na": true}"#;
+        let t = run_with(VmEnd::Exited(1), &[bad, DONE_TAG]);
+        assert_eq!((t.failed, t.not_applicable), (1, 0));
     }
 
     #[test]

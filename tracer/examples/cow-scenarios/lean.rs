@@ -280,7 +280,7 @@ pub fn compare(full: &Value, lean: &Value, lean_stderr: &str) -> Verdict {
         }
     );
     if problems.is_empty() {
-        Verdict { ok: true, detail }
+        Verdict::passed(detail)
     } else {
         Verdict::failed(format!("{}; {detail}", problems.join("; ")))
     }

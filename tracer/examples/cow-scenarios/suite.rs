@@ -82,8 +82,11 @@ impl Scenario {
 
 /// The line the VM driver greps for.
 pub fn result_line(scenario: &str, verdict: &Verdict) -> String {
-    let body =
+    let mut body =
         serde_json::json!({"scenario": scenario, "ok": verdict.ok, "detail": verdict.detail});
+    if verdict.na {
+        body["na"] = serde_json::Value::Bool(true);
+    }
     format!("COWTRACE-RESULT {body}")
 }
 
@@ -245,10 +248,7 @@ mod tests {
 
     #[test]
     fn result_lines_are_single_line_json() {
-        let v = Verdict {
-            ok: false,
-            detail: "a \"quoted\"\nline".into(),
-        };
+        let v = Verdict::failed("a \"quoted\"\nline");
         let line = result_line("vmsplice-then-write", &v);
         assert!(!line.contains('\n'));
         let json: serde_json::Value =

@@ -28,7 +28,7 @@ pub fn check_absent(c: &mut Checker, inputs: &Inputs<'_>) -> Result<(), TruthErr
         return Ok(());
     }
     match version(&t.kernel) {
-        Some(v) if v < MTHP_SINCE => c.note(format!(
+        Some(v) if v < MTHP_SINCE => c.not_applicable(format!(
             "kernel {} has no multi-size THP (hugepages-64kB absent, as before 6.8)",
             t.kernel
         )),

@@ -40,6 +40,9 @@ pub struct Verdict {
     pub ok: bool,
     /// The measured numbers, then the failures (short, one line).
     pub detail: String,
+    /// The kernel verifiably lacks what the scenario is about: reported as
+    /// not applicable, never counted as a pass.
+    pub na: bool,
 }
 
 impl Verdict {
@@ -47,6 +50,15 @@ impl Verdict {
         Verdict {
             ok: false,
             detail: detail.into(),
+            na: false,
+        }
+    }
+
+    pub fn passed(detail: impl Into<String>) -> Verdict {
+        Verdict {
+            ok: true,
+            detail: detail.into(),
+            na: false,
         }
     }
 }
@@ -56,6 +68,7 @@ impl Verdict {
 pub struct Checker {
     notes: Vec<String>,
     failures: Vec<String>,
+    not_applicable: bool,
 }
 
 /// Failures beyond this many are only counted, to keep the line short.
@@ -102,8 +115,16 @@ impl Checker {
         }
         Verdict {
             ok: self.failures.is_empty(),
+            na: self.not_applicable && self.failures.is_empty(),
             detail,
         }
+    }
+
+    /// The kernel lacks the feature the scenario is about (as the note
+    /// says, and the caller verified).
+    pub fn not_applicable(&mut self, note: impl Into<String>) {
+        self.not_applicable = true;
+        self.note(note);
     }
 }
 
@@ -173,13 +194,7 @@ mod checker_tests {
         let mut c = Checker::default();
         c.note("measured 16");
         c.expect_eq("copies", 3, 3);
-        assert_eq!(
-            c.finish(),
-            Verdict {
-                ok: true,
-                detail: "measured 16".into()
-            }
-        );
+        assert_eq!(c.finish(), Verdict::passed("measured 16"));
 
         let mut c = Checker::default();
         c.note("n");

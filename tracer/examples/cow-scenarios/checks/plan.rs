@@ -150,6 +150,7 @@ pub fn check_plan(exit_code: Option<i32>, stdout: &str) -> Verdict {
     Verdict {
         ok: failures.is_empty(),
         detail,
+        na: false,
     }
 }
 
