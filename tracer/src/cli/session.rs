@@ -16,7 +16,7 @@ use super::trace_args::TraceArgs;
 use crate::{
     capture::{
         AttachKind, Attachment, Capture, CountsReader, LoadOptions, LossCounters, MapStacks,
-        RingSource,
+        RecursionMisses, RingSource,
     },
     decode::{self, Decoder, DecoderConfig, RetKind, StackSource, Symbolizer},
     kernel::{Kallsyms, KernelInfo, check_with, hooks},
@@ -86,6 +86,8 @@ pub struct Live {
     pub counters: LossCounters,
     /// Lean mode's in-kernel counts.
     pub counts: Option<CountsReader>,
+    /// Trampoline invocations the kernel skipped (reported as lost).
+    pub misses: RecursionMisses,
     pub stacks: MapStacks,
     pub decoder: Decoder,
     pub symbols: Kallsyms,
@@ -143,6 +145,10 @@ impl Live {
         for d in self.counters.poll() {
             self.decoder
                 .lost(now, d.hook, d.cpu, d.dropped, d.errors, out);
+        }
+        // The kernel does not say on which CPU it skipped a program.
+        for d in self.misses.poll() {
+            self.decoder.lost(now, d.hook, 0, d.missed, 0, out);
         }
     }
 
@@ -369,6 +375,12 @@ pub fn prepare(args: &TraceArgs, mode: CaptureMode) -> anyhow::Result<(Live, Tra
     let mut capture = Capture::load(&opts, &attachments)?;
     let ring = RingSource::new(&mut capture)?;
     let counters = LossCounters::new(&mut capture)?;
+    let trampolines: Vec<(u16, String)> = plan
+        .attachments()
+        .filter(|(_, a)| a.kind.needs_btf_func())
+        .map(|(hook, a)| (hook, a.program.to_string()))
+        .collect();
+    let misses = RecursionMisses::new(&capture, &trampolines)?;
     let counts = if lean {
         Some(CountsReader::new(&mut capture)?)
     } else {
@@ -404,6 +416,7 @@ pub fn prepare(args: &TraceArgs, mode: CaptureMode) -> anyhow::Result<(Live, Tra
         ring,
         counters,
         counts,
+        misses,
         stacks,
         decoder,
         symbols,
