@@ -29,7 +29,7 @@ use tracer_common::{
 
 use crate::{
     emit, global,
-    kmem::{Block, read, slot},
+    kmem::{Block, read, set, slot},
     page::{self, PTE_PFN_MASK, PTE_PRESENT},
 };
 
@@ -160,7 +160,12 @@ fn entry(vmf: u64, arg1: u64, site: u8, hook: u16, has_fexit: bool) -> Result<()
     rec.site = site;
     // The `vm_fault` words in one read (falling back to one read per word
     // for a field beyond the block).
-    let block = VmfBlock::read(vmf, slot::VMF);
+    let scratch = match (has_fexit, site) {
+        (false, _) => set::KPROBE,
+        (true, site::THP) => set::THP_FENTRY,
+        (true, _) => set::WP_FENTRY,
+    };
+    let block = VmfBlock::read(vmf, scratch, slot::VMF);
     let word = |off: u32| -> Result<u64, i64> {
         match block.as_ref().and_then(|b| b.get::<u64>(off)) {
             Some(v) => Ok(v),
@@ -190,7 +195,7 @@ fn entry(vmf: u64, arg1: u64, site: u8, hook: u16, has_fexit: bool) -> Result<()
     };
     if rec.orig_entry & PTE_PRESENT != 0 {
         let pg = page::page_of_pfn(pfn);
-        page::snapshot(pg, &mut rec.page);
+        page::snapshot(pg, &mut rec.page, scratch);
         // A PMD mapping counts in the folio's "entire" mapcount, not in the
         // head page's `_mapcount`: before `_large_mapcount` (6.9) that word
         // is the THP's mapcount the decision used.

@@ -250,7 +250,12 @@ fn grab_fexit(ctx: &FExitContext, path: u8, hook: u16, page: u64, refs: u32, fla
     grab_record(ctx, &mut rec, path, hook, page, refs, flags);
     rec.ret = ret;
     // After the grab: the refcount includes the new reference.
-    page::snapshot(page, &mut rec.page);
+    let scratch = if hook == hook::GUP_FAST {
+        kmem::set::GUP_FAST_FEXIT
+    } else {
+        kmem::set::GUP_SLOW_FEXIT
+    };
+    page::snapshot(page, &mut rec.page, scratch);
     emit::output(hook, &rec);
 }
 
@@ -322,7 +327,7 @@ fn grab_exit(ctx: &RetProbeContext, hook: u16) {
     let p = unsafe { &mut *p };
     p.rec.ret = ctx.ret::<u64>();
     // After the grab: the refcount includes the new reference.
-    page::snapshot(p.page, &mut p.rec.page);
+    page::snapshot(p.page, &mut p.rec.page, kmem::set::KPROBE);
     emit::output(hook, &p.rec);
     let _ = GRABS.remove(key);
 }

@@ -132,7 +132,7 @@ fn entry(args: impl FnOnce() -> Result<Args, i64>) -> Result<(), i64> {
         let pfn = (rec.orig_entry & PTE_PFN_MASK & !PAT_LARGE) >> 12;
         // A huge PTE maps the folio's head page.
         let head = page::page_of_pfn(pfn);
-        page::snapshot(head, &mut rec.page);
+        page::snapshot(head, &mut rec.page, crate::kmem::set::KPROBE);
         if let Ok(m) = read::<i32>(head, global!(LAYOUT.folio_entire_mapcount)) {
             rec.page.large_mapcount = m + 1;
         }

@@ -10,34 +10,51 @@ use tracer_common::layout::ABSENT;
 /// Largest block read at once.
 pub const BLOCK_BYTES: usize = 128;
 
-/// Scratch slots for [`Block`] (a struct page, its head, a `vm_fault`).
+/// Scratch slots for [`Block`] within a set (a struct page, its head, a
+/// `vm_fault`).
 pub mod slot {
     pub const PAGE: u32 = 0;
     pub const HEAD: u32 = 1;
     pub const VMF: u32 = 2;
+    pub const PER_SET: u32 = 3;
+}
+
+/// Scratch sets: one per program that can be preempted while using its
+/// buffers (a trampoline program runs with only migration disabled; the
+/// kernel's recursion guard keeps the *same* program from re-entering on
+/// the CPU, not another one), and one shared by every kprobe program
+/// (preemption disabled: they never interleave on a CPU).
+pub mod set {
+    pub const KPROBE: u32 = 0;
+    pub const WP_FENTRY: u32 = 1;
+    pub const THP_FENTRY: u32 = 2;
+    pub const GUP_SLOW_FEXIT: u32 = 3;
+    pub const GUP_FAST_FEXIT: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// Per-CPU scratch for blocks: a map value may be indexed by a bounded
 /// runtime offset (the BTF offsets), the stack may not on every kernel line.
 #[map(name = "SCRATCH")]
-static SCRATCH: PerCpuArray<[u8; BLOCK_BYTES]> = PerCpuArray::with_max_entries(3, 0);
+static SCRATCH: PerCpuArray<[u8; BLOCK_BYTES]> =
+    PerCpuArray::with_max_entries(set::COUNT * slot::PER_SET, 0);
 
 /// `N` bytes of a kernel struct read with one helper call, its fields then
 /// picked at the offsets BTF gave. Each `bpf_probe_read_kernel` is a helper
 /// call with fault handling around a copy: a probe that needs five to eight
-/// words of the same struct pays for one. Our probes run in process
-/// context, never nested on a CPU, so a slot is not shared while in use.
+/// words of the same struct pays for one. Each program reads into its own
+/// [`set`] of slots, so no other program can overwrite them while it runs.
 pub struct Block<const N: usize> {
     buf: *const [u8; BLOCK_BYTES],
 }
 
 impl<const N: usize> Block<N> {
     #[inline(always)]
-    pub fn read(addr: u64, slot: u32) -> Option<Self> {
+    pub fn read(addr: u64, set: u32, slot: u32) -> Option<Self> {
         if addr == 0 || N > BLOCK_BYTES {
             return None;
         }
-        let p = SCRATCH.get_ptr_mut(slot)?;
+        let p = SCRATCH.get_ptr_mut(set * slot::PER_SET + slot)?;
         // SAFETY: a valid per-CPU map value; the helper writes N bytes of it.
         let dst = unsafe { &mut *p };
         unsafe { bpf_probe_read_kernel_buf(addr as *const u8, &mut dst[..N]) }.ok()?;

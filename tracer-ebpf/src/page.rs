@@ -64,11 +64,12 @@ pub fn pfn_of_page(page: u64) -> u64 {
 /// Reads the state of `page` into `snap`. Leaves `snap.state` without
 /// `VALID` when the page words cannot be read.
 #[inline(always)]
-pub fn snapshot(page: u64, snap: &mut PageSnapshot) {
+/// `set`: the calling program's scratch set (`kmem::set`).
+pub fn snapshot(page: u64, snap: &mut PageSnapshot, set: u32) {
     if global!(LAYOUT.page_size) as usize != PAGE_BYTES {
         return snapshot_by_field(page, snap);
     }
-    let Some(w) = PageWords::read(page, slot::PAGE) else {
+    let Some(w) = PageWords::read(page, set, slot::PAGE) else {
         return;
     };
     let Some(flags) = w.get::<u64>(global!(LAYOUT.page_flags)) else {
@@ -82,7 +83,7 @@ pub fn snapshot(page: u64, snap: &mut PageSnapshot) {
     let (head, hw) = if ch & 1 != 0 {
         state |= PageSnapshot::TAIL | PageSnapshot::COMPOUND;
         let head = head_of(page, ch);
-        (head, PageWords::read(head, slot::HEAD))
+        (head, PageWords::read(head, set, slot::HEAD))
     } else {
         (page, Some(w))
     };

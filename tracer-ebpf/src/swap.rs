@@ -164,7 +164,7 @@ pub fn swap_exit(ctx: RetProbeContext) -> u32 {
         // (mapped, swap cache possibly dropped, GUP references included).
         if after & PTE_PRESENT != 0 {
             let pg = page::page_of_pfn((after & PTE_PFN_MASK) >> 12);
-            page::snapshot(pg, &mut p.rec.page);
+            page::snapshot(pg, &mut p.rec.page, crate::kmem::set::KPROBE);
         }
     }
     emit::output(hook::SWAP, &p.rec);
