@@ -46,8 +46,29 @@ impl Symbolizer for NoSymbols {
 /// Renders one frame: `symbol+0xoff`; an unknown address is `?`, or its raw
 /// value when raw pointers were requested (kernel addresses are otherwise
 /// kept out of traces, like `mm` pointers).
+/// A text symbol this far below an address does not contain it: the
+/// address is in code kallsyms does not list (a BPF program or trampoline
+/// when `bpf_jit_kallsyms` is off) and the nearest symbol is unrelated.
+const MAX_SYMBOL_OFFSET: u64 = 1 << 20;
+
+/// `(symbol, offset)` when the symbol plausibly contains `addr`.
+fn symbol_of(addr: u64, sym: &dyn Symbolizer) -> Option<(String, u64)> {
+    sym.symbolize(addr)
+        .filter(|(_, off)| *off <= MAX_SYMBOL_OFFSET)
+}
+
+/// The frames worth showing: a stack taken inside a trampoline program
+/// starts with the program and the trampoline, which kallsyms does not
+/// know; they are dropped when a known frame follows (the traced function).
+fn kernel_frames(frames: &[u64], sym: &dyn Symbolizer) -> usize {
+    frames
+        .iter()
+        .position(|&a| symbol_of(a, sym).is_some())
+        .unwrap_or(0)
+}
+
 fn render(addr: u64, sym: &dyn Symbolizer, raw_pointers: bool) -> String {
-    match sym.symbolize(addr) {
+    match symbol_of(addr, sym) {
         Some((name, off)) => format!("{name}+{off:#x}"),
         None if raw_pointers => format!("{addr:#x}"),
         None => "?".to_owned(),
@@ -117,7 +138,7 @@ impl StackDefs {
             self.defined.clear();
         }
         self.defined.insert(id);
-        let frames = frames
+        let frames = frames[kernel_frames(&frames, sym)..]
             .iter()
             .map(|&a| render(a, sym, self.raw_pointers))
             .collect();
@@ -166,6 +187,51 @@ pub(crate) mod fakes {
 mod tests {
     use super::fakes::{MapStacks, TableSymbols};
     use super::*;
+
+    /// Nearest-symbol-below, like kallsyms: any distance.
+    struct Nearest(Vec<(u64, &'static str)>);
+
+    impl Symbolizer for Nearest {
+        fn symbolize(&self, addr: u64) -> Option<(String, u64)> {
+            self.0
+                .iter()
+                .rev()
+                .find(|(start, _)| *start <= addr)
+                .map(|(start, name)| ((*name).to_owned(), addr - start))
+        }
+    }
+
+    #[test]
+    fn trampoline_frames_above_the_traced_function_are_dropped() {
+        let sym = Nearest(vec![
+            (0xffff_ffff_8100_0000, "handshake_exit"),
+            (0xffff_ffff_8120_0000, "gup_fast_fallback"),
+            (0xffff_ffff_8130_0000, "do_syscall_64"),
+        ]);
+        let mut s = MapStacks::default();
+        // Two frames in the BPF JIT area (far above any text symbol), then
+        // the kernel's own frames.
+        s.stacks.insert(
+            1,
+            vec![
+                0xffff_ffff_c012_3456,
+                0xffff_ffff_c012_9999,
+                0xffff_ffff_8120_0005,
+                0xffff_ffff_8130_0010,
+            ],
+        );
+        let mut defs = StackDefs::new(8, false);
+        let r = defs.resolve(1, &mut s, &sym);
+        assert_eq!(
+            r.def.unwrap().frames,
+            ["gup_fast_fallback+0x5", "do_syscall_64+0x10"]
+        );
+        // A far address after a known frame is unknown, not a wild offset.
+        s.stacks
+            .insert(2, vec![0xffff_ffff_8120_0005, 0xffff_ffff_c012_3456]);
+        let r = defs.resolve(2, &mut s, &sym);
+        assert_eq!(r.def.unwrap().frames, ["gup_fast_fallback+0x5", "?"]);
+    }
 
     const GUP: u64 = 0xffff_ffff_8120_0000;
     const IOU: u64 = 0xffff_ffff_8150_0000;
