@@ -307,8 +307,12 @@ pub fn judge_smoke(rows: &[Row]) -> Vec<(String, bool, String)> {
             // The ratio is shown, not judged: this is wall-clock guest time
             // (no -icount here) of a ~15 ms loop on a shared host, and
             // ratios from 0.2 to 4.6 were seen for the same code. `rows`
-            // already refused empty measurements.
-            let ok = *mode == UNTRACED || (r.events >= r.ops / 2 && r.lost == 0);
+            // already refused empty measurements. Losses up to 1% of the
+            // operations are shown, not failed: trampoline programs are
+            // skipped by the kernel's recursion guard when preempted
+            // (reported as lost, see README "Limitations"), which TCG's
+            // slow guest makes likelier; a broken path loses far more.
+            let ok = *mode == UNTRACED || (r.events >= r.ops / 2 && r.lost * 100 <= r.ops);
             (name, ok, detail)
         })
         .collect()
@@ -398,7 +402,8 @@ mod tests {
         let verdicts = judge_smoke(&rows(&lines).unwrap());
         assert_eq!(verdicts.len(), 6);
         assert!(verdicts.iter().all(|v| v.1), "{verdicts:?}");
-        lines[2].lost = Some(3);
+        lines[2].lost = Some(300);
+        lines[3].lost = Some(20);
         lines[5].events = Some(10);
         lines.remove(1);
         let verdicts = judge_smoke(&rows(&lines).unwrap());
