@@ -123,19 +123,10 @@ pub fn header_for(hdr: &mut Header, kind: u16, hook: u16, size: usize, mm: u64) 
     hdr.comm = bpf_get_current_comm().unwrap_or_default();
 }
 
-/// Fills the envelope for the current task.
+/// Fills the envelope for the current task, about its own address space.
 #[inline(always)]
 pub fn header(hdr: &mut Header, kind: u16, hook: u16, size: usize) {
-    let id = bpf_get_current_pid_tgid();
-    hdr.kind = kind;
-    hdr.hook = hook;
-    hdr.size = size as u32;
-    hdr.time_ns = unsafe { bpf_ktime_get_ns() };
-    hdr.pid = (id >> 32) as u32;
-    hdr.tid = id as u32;
-    hdr.cpu = unsafe { bpf_get_smp_processor_id() };
-    hdr.mm = kmem::current_mm();
-    hdr.comm = bpf_get_current_comm().unwrap_or_default();
+    header_for(hdr, kind, hook, size, kmem::current_mm());
 }
 
 /// Unread bytes in the ring buffer above which a record wakes the reader.

@@ -202,43 +202,24 @@ pub fn gup_slow_pf_fx(ctx: FExitContext) -> u32 {
 /// fexit `try_grab_folio(folio, refs, flags)` (6.12+ slow path).
 #[fexit]
 pub fn gup_slow_prf_fx(ctx: FExitContext) -> u32 {
-    let (page, refs, flags) = (
-        kmem::scalar_arg(&ctx, 0),
-        ctx.arg::<u64>(1),
-        ctx.arg::<u64>(2),
-    );
-    let ret = ctx.arg::<u64>(3);
-    grab_fexit(
-        &ctx,
-        gup_path::SLOW,
-        hook::GUP_SLOW,
-        page,
-        refs as u32,
-        flags as u32,
-        ret,
-    );
+    prf_fexit(&ctx, gup_path::SLOW, hook::GUP_SLOW);
     0
 }
 
 /// fexit on a fast-path grab taking `(page, refs, flags)`.
 #[fexit]
 pub fn gup_fast_prf_fx(ctx: FExitContext) -> u32 {
-    let (page, refs, flags) = (
-        kmem::scalar_arg(&ctx, 0),
-        ctx.arg::<u64>(1),
-        ctx.arg::<u64>(2),
-    );
-    let ret = ctx.arg::<u64>(3);
-    grab_fexit(
-        &ctx,
-        gup_path::FAST,
-        hook::GUP_FAST,
-        page,
-        refs as u32,
-        flags as u32,
-        ret,
-    );
+    prf_fexit(&ctx, gup_path::FAST, hook::GUP_FAST);
     0
+}
+
+/// A grab helper taking `(page|folio, refs, flags)`: the return value is
+/// the fourth slot.
+#[inline(always)]
+fn prf_fexit(ctx: &FExitContext, path: u8, hook: u16) {
+    let page = kmem::scalar_arg(ctx, 0);
+    let (refs, flags, ret) = (ctx.arg::<u64>(1), ctx.arg::<u64>(2), ctx.arg::<u64>(3));
+    grab_fexit(ctx, path, hook, page, refs as u32, flags as u32, ret);
 }
 
 #[inline(always)]

@@ -409,7 +409,7 @@ impl Engine {
         let now = ev.time_ns;
         let is_copy = f.decision == Decision::Copy;
         self.tally(
-            ev,
+            Origin::of(ev),
             f.site,
             f.fault,
             f.decision,
@@ -511,7 +511,7 @@ impl Engine {
             let excl = self.caps.anon_exclusive;
             self.raise(
                 key(RuleId::PinThenCow),
-                ev,
+                Origin::of(ev),
                 f.address,
                 f.pfn,
                 || rules::pin_then_cow(&facts, &h, excl),
@@ -522,7 +522,7 @@ impl Engine {
         if let Some(h) = get_holder {
             self.raise(
                 key(RuleId::GupRefThenCow),
-                ev,
+                Origin::of(ev),
                 f.address,
                 f.pfn,
                 || rules::gup_ref_then_cow(&facts, &h),
@@ -533,7 +533,7 @@ impl Engine {
         if let Some(h) = foreign_holder {
             self.raise(
                 key(RuleId::GupRefThenReuse),
-                ev,
+                Origin::of(ev),
                 f.address,
                 f.pfn,
                 || rules::gup_ref_then_reuse(&facts, &h, reason.as_str()),
@@ -634,7 +634,7 @@ impl Engine {
                     mm: ev.mm,
                     range: address >> DEDUP_REGION_SHIFT,
                 },
-                ev,
+                Origin::of(ev),
                 address,
                 g.pfn,
                 || rules::unprotected_ro_pin(&task, g, address, &why),
@@ -721,7 +721,7 @@ impl Engine {
                 mm: ev.mm,
                 range: c.child_mm,
             },
-            ev,
+            Origin::of(ev),
             c.address,
             pfn,
             || rules::fork_with_pins(&task, child, c.address, holder.as_ref()),
@@ -771,7 +771,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn tally(
         &mut self,
-        ev: &Event,
+        o: Origin,
         site: Site,
         fault: FaultKind,
         decision: Decision,
@@ -781,10 +781,10 @@ impl Engine {
     ) {
         let size = self.decision_size(site);
         let threshold = self.config.cow_storm.copies_per_sec;
-        let now = ev.time_ns;
+        let now = o.time_ns;
 
         // Aggregates.
-        let p = proc_in(&mut self.procs, &mut self.evictions, &ev.task);
+        let p = proc_in(&mut self.procs, &mut self.evictions, &o.task);
         let t = &mut self.totals;
         let site = &mut p.sites[site_index(site)];
         let is_copy = decision == Decision::Copy;
@@ -832,15 +832,15 @@ impl Engine {
             }
         }
         if let Some(copies) = storm {
-            let msg_task = ev.task;
+            let msg_task = o.task;
             self.raise(
                 DedupKey {
                     rule: RuleId::CowStorm,
-                    pid: ev.task.pid,
-                    mm: ev.mm,
+                    pid: o.task.pid,
+                    mm: o.mm,
                     range: 0,
                 },
-                ev,
+                o,
                 address,
                 pfn,
                 || rules::cow_storm(&msg_task, copies, threshold),
@@ -856,16 +856,13 @@ impl Engine {
     /// counts and the cow-storm rate; no page, mapping or reason state.
     pub fn counted(&mut self, now: u64, task: &Task, c: &Counted, alerts: &mut Vec<Alert>) {
         self.counted_decisions += c.count;
-        // `raise` reads the time, the task and the address space.
-        let ev = Event {
+        let origin = Origin {
             time_ns: now,
-            cpu: 0,
             task: *task,
             mm: 0,
-            body: Body::TaskExit,
         };
         self.tally(
-            &ev,
+            origin,
             c.site,
             FaultKind::Write,
             c.decision,
@@ -880,24 +877,24 @@ impl Engine {
     fn raise(
         &mut self,
         key: DedupKey,
-        ev: &Event,
+        o: Origin,
         address: u64,
         pfn: u64,
         message: impl FnOnce() -> String,
         holder: Option<&HolderRec>,
         alerts: &mut Vec<Alert>,
     ) {
-        let allowed = self.config.allow.allows_comm(&ev.task.comm);
+        let allowed = self.config.allow.allows_comm(&o.task.comm);
         let stacks = &self.stacks;
-        let now = ev.time_ns;
+        let now = o.time_ns;
         let make = || Alert {
             rule: key.rule,
             severity: key.rule.default_severity(),
             time_ns: now,
             message: message(),
-            pid: ev.task.pid,
-            comm: ev.task.comm,
-            mm: ev.mm,
+            pid: o.task.pid,
+            comm: o.task.comm,
+            mm: o.mm,
             address,
             pfn,
             holder: holder.map(|h| {
@@ -1088,6 +1085,25 @@ impl Engine {
             mapping_pages: self.maps.len(),
             address_spaces: self.forks.len(),
             stacks: self.stacks.len(),
+        }
+    }
+}
+
+/// Who and when an alert or a tally is about: an event's envelope, or
+/// (lean mode) a count read from the kernel, which has no event.
+#[derive(Clone, Copy)]
+struct Origin {
+    time_ns: u64,
+    task: Task,
+    mm: u64,
+}
+
+impl Origin {
+    fn of(ev: &Event) -> Self {
+        Origin {
+            time_ns: ev.time_ns,
+            task: ev.task,
+            mm: ev.mm,
         }
     }
 }
