@@ -59,6 +59,9 @@ enum Command {
         /// Where to write the ground truth.
         #[arg(long)]
         truth: PathBuf,
+        /// Run alone on this CPU under SCHED_FIFO (see `sys::isolate_on`).
+        #[arg(long, value_name = "CPU")]
+        isolate: Option<usize>,
     },
     /// Record every workload with cowtrace and check the trace against the
     /// workload's ground truth; prints COWTRACE-RESULT lines, exit 0 iff all pass.
@@ -142,7 +145,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workload,
             pages,
             truth,
+            isolate,
         } => {
+            if let Some(cpu) = isolate {
+                sys::isolate_on(cpu)?;
+            }
             lean::take_workload_name();
             let measured = workload.run(pages.unwrap_or(workload.default_pages()))?;
             let text = serde_json::to_string_pretty(&measured)?;

@@ -8,6 +8,7 @@
 //! ```
 
 use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -47,21 +48,32 @@ pub enum Scenario {
     Service,
     /// `watch --alerts-only` against a full `watch` on the same workloads.
     AlertsOnly,
-    /// A workload recorded with `--mechanism kprobe` (the suite's default
-    /// is fentry where the kernel allows it), checked the same way.
+    /// A workload recorded with `--mechanism kprobe`, checked the same way.
     Kprobe(Workload),
+    /// A workload recorded with `--mechanism fentry`, checked the same way.
+    /// `auto` takes kprobes on kernels that preempt inside trampolines
+    /// (newest), so this is where trampolines are tested there. The
+    /// workload runs isolated on its own CPU (FIFO), `cowtrace` on another:
+    /// the skips such kernels cause need a task preempted inside a program
+    /// while another task on that CPU enters it, which isolation rules out,
+    /// so the check stays exact (no loss allowed).
+    Fentry(Workload),
 }
 
-/// Workloads also run under `--mechanism kprobe`: base-page COW decisions
+/// Workloads also run under a forced mechanism: base-page COW decisions
 /// (copies and reuses) and GUP references.
-const KPROBE_WORKLOADS: [Workload; 2] = [Workload::ForkChildWrites, Workload::VmspliceThenWrite];
+const MECHANISM_WORKLOADS: [Workload; 2] = [Workload::ForkChildWrites, Workload::VmspliceThenWrite];
+/// CPUs of the fentry scenarios: `cowtrace`'s, and the workload's.
+const TRACER_CPU: usize = 0;
+const WORKLOAD_CPU: usize = 1;
 
 impl Scenario {
     pub fn all() -> Vec<Scenario> {
         std::iter::once(Scenario::CheckPlan)
             .chain(Workload::ALL.into_iter().map(Scenario::Workload))
             .chain(robust::Case::ALL.into_iter().map(Scenario::Robust))
-            .chain(KPROBE_WORKLOADS.into_iter().map(Scenario::Kprobe))
+            .chain(MECHANISM_WORKLOADS.into_iter().map(Scenario::Kprobe))
+            .chain(MECHANISM_WORKLOADS.into_iter().map(Scenario::Fentry))
             .chain([Scenario::Service, Scenario::AlertsOnly])
             .collect()
     }
@@ -76,6 +88,9 @@ impl Scenario {
             Scenario::Kprobe(Workload::ForkChildWrites) => "kprobe-fork-child-writes",
             Scenario::Kprobe(Workload::VmspliceThenWrite) => "kprobe-vmsplice-then-write",
             Scenario::Kprobe(_) => "kprobe-other",
+            Scenario::Fentry(Workload::ForkChildWrites) => "fentry-fork-child-writes",
+            Scenario::Fentry(Workload::VmspliceThenWrite) => "fentry-vmsplice-then-write",
+            Scenario::Fentry(_) => "fentry-other",
         }
     }
 }
@@ -105,10 +120,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<bool> {
     for scenario in selected {
         let verdict = match scenario {
             Scenario::CheckPlan => check_plan(cfg),
-            Scenario::Workload(w) => {
-                record_and_check(cfg, w, &[]).unwrap_or_else(|e| Verdict::failed(format!("{e:#}")))
-            }
-            Scenario::Kprobe(w) => record_and_check(cfg, w, &["--mechanism", "kprobe"])
+            Scenario::Workload(w) => record_and_check(cfg, w, &[], false)
+                .unwrap_or_else(|e| Verdict::failed(format!("{e:#}"))),
+            Scenario::Kprobe(w) => record_and_check(cfg, w, &["--mechanism", "kprobe"], false)
+                .unwrap_or_else(|e| Verdict::failed(format!("{e:#}"))),
+            Scenario::Fentry(w) => record_and_check(cfg, w, &["--mechanism", "fentry"], true)
                 .unwrap_or_else(|e| Verdict::failed(format!("{e:#}"))),
             Scenario::Robust(c) => c.run(cfg),
             Scenario::Service => crate::service::run(cfg),
@@ -145,7 +161,13 @@ fn check_plan(cfg: &Config) -> Verdict {
 
 /// `extra`: more `record` options (e.g. the attach mechanism); the trace
 /// header's attach plan must then show that the fault hook used it.
-fn record_and_check(cfg: &Config, w: Workload, extra: &[&str]) -> anyhow::Result<Verdict> {
+/// `isolate`: `cowtrace` on one CPU, the workload alone on another (FIFO).
+fn record_and_check(
+    cfg: &Config,
+    w: Workload,
+    extra: &[&str],
+    isolate: bool,
+) -> anyhow::Result<Verdict> {
     let tag = if extra.is_empty() { "" } else { "-variant" };
     let trace = cfg.dir.join(format!("{}{tag}.cwt", w.name()));
     let truth_path = cfg.dir.join(format!("{}{tag}.json", w.name()));
@@ -163,7 +185,20 @@ fn record_and_check(cfg: &Config, w: Workload, extra: &[&str]) -> anyhow::Result
     }
     args.extend(extra);
     args.extend(["--", &self_s, "run", w.name(), "--truth", &truth_s]);
-    let rec = cowtrace(cfg, &args)?;
+    let workload_cpu = WORKLOAD_CPU.to_string();
+    let rec = if isolate {
+        args.extend(["--isolate", &workload_cpu]);
+        let mut cmd = Command::new(&cfg.cowtrace);
+        cmd.args(&args);
+        // SAFETY: the closure only makes one system call (no allocation, no
+        // lock), which is async-signal-safe between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| crate::sys::set_affinity(TRACER_CPU));
+        }
+        run_captured(&mut cmd, cfg.timeout)?
+    } else {
+        cowtrace(cfg, &args)?
+    };
     if !rec.success() {
         return Ok(failed_step("record", &rec));
     }
@@ -302,10 +337,10 @@ mod tests {
         };
         let v = check_plan(&cfg);
         assert!(!v.ok && v.detail.starts_with("timed out"), "{}", v.detail);
-        let v = record_and_check(&cfg, Workload::ForkChildWrites, &[]).unwrap();
+        let v = record_and_check(&cfg, Workload::ForkChildWrites, &[], false).unwrap();
         assert!(!v.ok);
         assert_eq!(v.detail, "cowtrace record: exit 7: boom");
-        let v = record_and_check(&cfg, Workload::VmspliceThenWrite, &[]).unwrap();
+        let v = record_and_check(&cfg, Workload::VmspliceThenWrite, &[], false).unwrap();
         assert!(!v.ok);
         assert!(
             v.detail.starts_with("the workload wrote no truth"),

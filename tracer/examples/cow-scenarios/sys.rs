@@ -70,15 +70,40 @@ pub fn pin_to_current_cpu() -> anyhow::Result<usize> {
     let cpu = usize::try_from(cpu)
         .map_err(|_| std::io::Error::last_os_error())
         .context("sched_getcpu")?;
-    // SAFETY: cpu_set_t is plain old data; CPU_SET stays in bounds for a
-    // CPU number the kernel just gave us (< CPU_SETSIZE).
+    set_affinity(cpu).context("sched_setaffinity")?;
+    Ok(cpu)
+}
+
+/// Restricts the calling thread (and what it later forks or spawns) to `cpu`.
+pub fn set_affinity(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain old data; CPU_SET checks nothing, so the
+    // caller's CPU number must be below CPU_SETSIZE (1024), checked here.
+    if cpu >= 1024 {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the size passed.
     if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
+        return Err(std::io::Error::last_os_error());
     }
-    Ok(cpu)
+    Ok(())
+}
+
+/// Runs this process alone on `cpu` under SCHED_FIFO, so that nothing on
+/// that CPU that enters the traced kernel functions can preempt it (kernel
+/// threads do not fault user pages) and its forked children, FIFO too, run
+/// one at a time until they block. A trampoline program is then never
+/// preempted by a task that enters the same program, whatever the kernel's
+/// preemption model.
+pub fn isolate_on(cpu: usize) -> anyhow::Result<()> {
+    set_affinity(cpu).with_context(|| format!("sched_setaffinity to CPU {cpu}"))?;
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `param` is a valid sched_param for the calling process.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("sched_setscheduler SCHED_FIFO");
+    }
+    Ok(())
 }
 
 /// Drains this CPU's page batches (`lru_add_drain()`), through the one

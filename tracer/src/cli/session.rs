@@ -313,7 +313,7 @@ pub fn loss_note(lost: u64) -> String {
         "no events lost".to_string()
     } else {
         format!(
-            "WARNING: {lost} events lost (ring buffer full or unreadable state); the trace is incomplete"
+            "WARNING: {lost} events lost (ring buffer full, unreadable state, or trampoline programs skipped); the trace is incomplete"
         )
     }
 }

@@ -12,6 +12,7 @@ use super::layout::LayoutReport;
 use super::plan::{
     AttachKind, AttachPlan, ChosenAlt, HookPlan, Mechanism, MechanismChoice, plan_with,
 };
+use super::preempt::Preemption;
 use super::version::KernelVersion;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -44,6 +45,8 @@ pub struct KernelSummary {
     /// CapEff as printed in /proc/self/status.
     pub cap_eff: Option<String>,
     pub privileges_sufficient: bool,
+    /// The preemption model and where it was read.
+    pub preemption: Preemption,
 }
 
 /// Everything `cowtrace check` shows.
@@ -85,6 +88,7 @@ pub fn check_with(info: &KernelInfo, choice: MechanismChoice) -> CheckReport {
             euid: info.privileges.euid,
             cap_eff: info.privileges.cap_eff.map(|c| format!("{c:016x}")),
             privileges_sufficient: info.privileges.sufficient(),
+            preemption: info.preemption.clone(),
         },
         problems,
         layout,
@@ -153,6 +157,27 @@ fn problems(info: &KernelInfo, plan: &AttachPlan, consts_err: Option<&str>) -> V
             message: format!(
                 "optional hook {} not attached: lost {}",
                 h.name, h.lost_when_missing
+            ),
+        });
+    }
+    let preempted: Vec<&str> = plan
+        .hooks
+        .iter()
+        .filter(|h| {
+            h.chosen
+                .as_ref()
+                .is_some_and(|c| c.mechanism == Mechanism::Fentry)
+        })
+        .map(|h| h.name)
+        .collect();
+    if !preempted.is_empty() && info.preemption.trampolines_preemptible() {
+        out.push(Problem {
+            severity: Severity::Warning,
+            message: format!(
+                "{} use trampolines on a kernel that preempts inside them ({}): \
+                 decisions can be skipped, and are then reported as lost",
+                preempted.join(", "),
+                info.preemption.describe()
             ),
         });
     }
@@ -228,6 +253,18 @@ impl CheckReport {
                 "sufficient"
             } else {
                 "INSUFFICIENT"
+            }
+        );
+
+        let p = &k.preemption;
+        let _ = writeln!(
+            s,
+            "preemption  {}{}",
+            p.describe(),
+            if p.trampolines_preemptible() {
+                ": trampolines can be preempted, auto uses kprobes"
+            } else {
+                ""
             }
         );
 

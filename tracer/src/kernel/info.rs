@@ -17,6 +17,7 @@ use super::btf::{KernelBtf, TypeSource, VMLINUX_BTF};
 use super::consts::{ConstSource, ConstsError, resolve_consts};
 use super::kallsyms::{FilterFunctions, KALLSYMS, Kallsyms};
 use super::layout::{LayoutReport, resolve_layout};
+use super::preempt::{PreemptModel, Preemption};
 use super::version::KernelVersion;
 use crate::decode::KernelConsts;
 
@@ -107,6 +108,8 @@ pub struct KernelInfo {
     pub sched_tracepoints: Option<HashSet<String>>,
     pub kprobes_supported: bool,
     pub privileges: Privileges,
+    /// Whether kernel code is preempted (decides fentry against kprobes).
+    pub preemption: Preemption,
 }
 
 impl std::fmt::Debug for KernelInfo {
@@ -118,6 +121,7 @@ impl std::fmt::Debug for KernelInfo {
             .field("filter_functions", &self.filter_functions.is_some())
             .field("kprobes_supported", &self.kprobes_supported)
             .field("privileges", &self.privileges)
+            .field("preemption", &self.preemption)
             .finish()
     }
 }
@@ -138,6 +142,7 @@ impl KernelInfo {
         let (filter_functions, filter_functions_error) = split(FilterFunctions::load());
         Ok(Self {
             version: KernelVersion::parse(&release),
+            preemption: Preemption::probe(&release),
             release,
             btf,
             btf_error,
@@ -151,7 +156,8 @@ impl KernelInfo {
         })
     }
 
-    /// A kernel described by hand (tests, offline planning): nothing known.
+    /// A kernel described by hand (tests, offline planning): nothing known
+    /// but its release; it is taken not to preempt kernel code.
     pub fn empty(release: &str) -> Self {
         Self {
             release: release.to_string(),
@@ -165,6 +171,7 @@ impl KernelInfo {
             sched_tracepoints: None,
             kprobes_supported: true,
             privileges: Privileges::default(),
+            preemption: Preemption::known(PreemptModel::NoneOrVoluntary, "described by hand"),
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`layout`]: fills [`tracer_common::Layout`] and says where each offset came from;
 //! - [`consts`]: [`crate::decode::KernelConsts`] from BTF and one cited macro table;
 //! - [`hooks`]: the attach plan as data; [`mod@plan`]: its resolution here;
+//! - [`preempt`]: the preemption model (trampolines can lose invocations);
 //! - [`mod@check`]: `cowtrace check` (text and JSON).
 //!
 //! Everything but [`KernelInfo::probe`] and the `load` functions is pure and
@@ -21,6 +22,7 @@ pub mod info;
 pub mod kallsyms;
 pub mod layout;
 pub mod plan;
+pub mod preempt;
 pub mod version;
 
 #[cfg(test)]
@@ -35,6 +37,7 @@ pub use info::{KernelError, KernelInfo, Privileges};
 pub use kallsyms::{FilterFunctions, Kallsyms, KallsymsError};
 pub use layout::{LayoutReport, resolve_layout};
 pub use plan::{AttachPlan, HookPlan, MechanismChoice, plan, plan_with};
+pub use preempt::{PreemptModel, Preemption};
 pub use version::KernelVersion;
 
 // Compile-time guarantee that the parsed BTF can live in a shared context.

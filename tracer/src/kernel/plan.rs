@@ -18,6 +18,7 @@ use super::btf::ReturnType;
 pub use super::hooks::{AltSpec, ArgCheck, AttachKind, AttachSpec, HOOKS, HookSpec, Mechanism};
 use super::info::{KPROBE_PMU, KernelInfo};
 use super::layout::LayoutReport;
+use super::preempt::Preemption;
 use crate::decode::RetKind;
 
 /// A Layout field a chosen alternative reads, with its BTF source.
@@ -122,7 +123,8 @@ impl AttachPlan {
 #[serde(rename_all = "snake_case")]
 pub enum MechanismChoice {
     /// Per hook, the first alternative the kernel supports: fentry/fexit
-    /// before kprobes where a hook has both.
+    /// before kprobes where a hook has both, unless the kernel preempts
+    /// inside trampoline programs (then kprobes, which cannot skip).
     #[default]
     Auto,
     /// kprobes/kretprobes only.
@@ -134,16 +136,29 @@ pub enum MechanismChoice {
 }
 
 impl MechanismChoice {
-    /// Why alternative `a` of `h` is not allowed, if it is not.
-    fn refuses(self, h: &HookSpec, a: &AltSpec) -> Option<&'static str> {
-        let has_fentry = h
-            .alternatives
-            .iter()
-            .any(|x| x.mechanism == Mechanism::Fentry);
+    /// Why alternative `a` of `h` is not allowed here, if it is not.
+    fn refuses(self, h: &HookSpec, a: &AltSpec, preemption: &Preemption) -> Option<String> {
+        let has = |m: Mechanism| h.alternatives.iter().any(|x| x.mechanism == m);
         match (self, a.mechanism) {
-            (MechanismChoice::Kprobe, Mechanism::Fentry) => Some("--mechanism kprobe"),
-            (MechanismChoice::Fentry, Mechanism::Kprobe) if has_fentry => {
-                Some("--mechanism fentry")
+            (MechanismChoice::Kprobe, Mechanism::Fentry) => {
+                Some("fentry alternative not allowed by --mechanism kprobe".into())
+            }
+            (MechanismChoice::Fentry, Mechanism::Kprobe) if has(Mechanism::Fentry) => {
+                Some("kprobe alternative not allowed by --mechanism fentry".into())
+            }
+            // Trampolines run with only migration disabled and skip a
+            // program already running on the CPU: with kernel preemption a
+            // preempted program makes others miss decisions (see
+            // `preempt`). kprobes cannot be skipped that way.
+            (MechanismChoice::Auto, Mechanism::Fentry)
+                if has(Mechanism::Kprobe) && preemption.trampolines_preemptible() =>
+            {
+                Some(format!(
+                    "fentry not chosen by auto: preemption model {}; a program preempted \
+                     in a trampoline makes others on its CPU skip decisions \
+                     (--mechanism fentry forces it)",
+                    preemption.describe()
+                ))
             }
             _ => None,
         }
@@ -203,11 +218,8 @@ fn plan_hooks_with(
         for (index, a) in h.alternatives.iter().enumerate() {
             let result = if !unmet.is_empty() {
                 Err(unmet.clone())
-            } else if let Some(why) = choice.refuses(h, a) {
-                Err(vec![format!(
-                    "{} alternative not allowed by {why}",
-                    label(a)
-                )])
+            } else if let Some(why) = choice.refuses(h, a, &info.preemption) {
+                Err(vec![why])
             } else {
                 evaluate(a, index, name, info, layout, &claimed)
             };
@@ -240,13 +252,6 @@ fn plan_hooks_with(
         kprobes_supported: info.kprobes_supported,
         hooks: out,
         notes,
-    }
-}
-
-fn label(a: &AltSpec) -> &'static str {
-    match a.mechanism {
-        Mechanism::Kprobe => "kprobe",
-        Mechanism::Fentry => "fentry",
     }
 }
 
@@ -807,6 +812,41 @@ mod tests {
                 .mechanism,
             Mechanism::Fentry
         );
+    }
+
+    #[test]
+    fn auto_takes_kprobes_where_the_kernel_preempts_inside_trampolines() {
+        use crate::kernel::preempt::{PreemptModel, Preemption};
+        let (mut info, layout) = v61();
+        for preemption in [
+            Preemption::known(PreemptModel::Lazy, "/sys/kernel/debug/sched/preempt"),
+            Preemption {
+                model: None,
+                source: "not readable".into(),
+            },
+        ] {
+            info.preemption = preemption;
+            let auto = plan(&info, &layout);
+            for h in &auto.hooks {
+                if let Some(c) = &h.chosen {
+                    assert_eq!(c.mechanism, Mechanism::Kprobe, "{}", h.name);
+                }
+            }
+            let wp = auto.hook(hook::WP_FAULT).unwrap();
+            assert!(
+                wp.rejected[0].reasons[0].contains("fentry not chosen by auto"),
+                "{:?}",
+                wp.rejected
+            );
+            // Forcing fentry still gets trampolines.
+            let f = plan_with(&info, &layout, MechanismChoice::Fentry);
+            let wp = f.hook(hook::WP_FAULT).unwrap().chosen.as_ref().unwrap();
+            assert_eq!(wp.mechanism, Mechanism::Fentry);
+        }
+        info.preemption = Preemption::known(PreemptModel::Voluntary, "debugfs");
+        let wp = plan(&info, &layout);
+        let wp = wp.hook(hook::WP_FAULT).unwrap().chosen.as_ref().unwrap();
+        assert_eq!(wp.mechanism, Mechanism::Fentry);
     }
 
     #[test]

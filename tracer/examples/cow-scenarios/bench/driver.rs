@@ -41,10 +41,14 @@ pub enum Mode {
     Untraced,
     /// Only the counting kprobe on do_wp_page: the cheapest possible probe.
     BaselineKprobe,
-    /// `cowtrace record` to a file: every event decoded and written.
+    /// `cowtrace record` to a file: every event decoded and written, with
+    /// the mechanism `auto` chooses for this kernel.
     Record,
     /// `record --mechanism kprobe`: the same with kprobes/kretprobes only.
     RecordKprobe,
+    /// `record --mechanism fentry`: the same with trampolines wherever a
+    /// hook has them (also where `auto` declines them).
+    RecordFentry,
     /// `cowtrace watch`: every event correlated, alerts raised live.
     Watch,
     /// `cowtrace watch --alerts-only`: ordinary decisions counted in the
@@ -53,11 +57,12 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Untraced,
         Mode::BaselineKprobe,
         Mode::Record,
         Mode::RecordKprobe,
+        Mode::RecordFentry,
         Mode::Watch,
         Mode::Alerts,
     ];
@@ -68,6 +73,7 @@ impl Mode {
             Mode::BaselineKprobe => "baseline-kprobe",
             Mode::Record => "record",
             Mode::RecordKprobe => "record-kprobe",
+            Mode::RecordFentry => "record-fentry",
             Mode::Watch => "watch",
             Mode::Alerts => "alerts",
         }
@@ -153,6 +159,11 @@ fn run_one(cfg: &Config, w: BenchWorkload, mode: Mode) -> anyhow::Result<BenchLi
             &["record", "--mechanism", "kprobe", "-o", &trace_s, "--"],
             &workload,
         ),
+        Mode::RecordFentry => cowtrace(
+            cfg,
+            &["record", "--mechanism", "fentry", "-o", &trace_s, "--"],
+            &workload,
+        ),
         Mode::Watch => cowtrace(
             cfg,
             &["watch", "--format", "json", "--status-interval", "0", "--"],
@@ -183,7 +194,7 @@ fn run_one(cfg: &Config, w: BenchWorkload, mode: Mode) -> anyhow::Result<BenchLi
     };
     match mode {
         Mode::Untraced => {}
-        Mode::BaselineKprobe | Mode::Record | Mode::RecordKprobe => {
+        Mode::BaselineKprobe | Mode::Record | Mode::RecordKprobe | Mode::RecordFentry => {
             let (events, lost) = summary_counts(&done.stderr).with_context(|| {
                 format!(
                     "no event summary in cowtrace's output: {}",
@@ -200,7 +211,7 @@ fn run_one(cfg: &Config, w: BenchWorkload, mode: Mode) -> anyhow::Result<BenchLi
             line.lost = Some(lost);
         }
     }
-    if matches!(mode, Mode::Record | Mode::RecordKprobe) {
+    if matches!(mode, Mode::Record | Mode::RecordKprobe | Mode::RecordFentry) {
         let meta = std::fs::metadata(&trace)
             .with_context(|| format!("the trace {} is missing", trace.display()))?;
         line.trace_bytes = Some(meta.len());
