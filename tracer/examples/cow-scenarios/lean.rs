@@ -1,5 +1,6 @@
-//! `alerts-only`: `watch --alerts-only` (ordinary decisions counted in the
-//! kernel) next to a full `watch`, both attached at once and following the
+//! `alerts-only`: lean `watch` (ordinary decisions counted in the kernel),
+//! turned on the way a service does it (`[capture] alerts_only = true` in
+//! its config; `--alerts-only` is the same switch), next to a full `watch`, both attached at once and following the
 //! same processes through the same workloads. Their alerts must be the same
 //! alerts, and their decision counts the same counts, per process; the lean
 //! one must have counted decisions in the kernel (5.19+) and streamed fewer
@@ -148,7 +149,10 @@ fn scenario(cfg: &Config) -> anyhow::Result<Verdict> {
     }
     std::fs::create_dir_all(&dir)?;
     let full = start(cfg, &dir, "full", &[])?;
-    let lean = start(cfg, &dir, "lean", &["--alerts-only"])?;
+    let lean_config = dir.join("lean.toml");
+    std::fs::write(&lean_config, "[capture]\nalerts_only = true\n")?;
+    let lean_config = lean_config.to_string_lossy().into_owned();
+    let lean = start(cfg, &dir, "lean", &["--config", &lean_config])?;
     let ran = (|| -> anyhow::Result<()> {
         wait_ready(&full)?;
         wait_ready(&lean)?;

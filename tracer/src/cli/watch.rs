@@ -93,7 +93,8 @@ pub struct Args {
     /// folios, other sites, fork copies, GUP itself) is recorded in full.
     /// Alerts are those of full capture; the report keeps per-process and
     /// per-site counts but has no per-mapping or per-reason detail for the
-    /// counted decisions. Kernels before 5.19 record in full.
+    /// counted decisions. Kernels before 5.19 record in full. Also
+    /// `[capture] alerts_only = true` in the config.
     #[arg(long, conflicts_with = "replay")]
     pub alerts_only: bool,
 
@@ -192,7 +193,7 @@ pub fn run(args: Args) -> CliResult {
     let mut service = Service::start(&config, service_args(&args))?;
     let rt = session::runtime()?;
     rt.block_on(async {
-        let mode = if args.alerts_only {
+        let mode = if args.alerts_only || config.capture.alerts_only {
             session::CaptureMode::Lean
         } else {
             session::CaptureMode::Full

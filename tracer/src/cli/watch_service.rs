@@ -250,6 +250,9 @@ impl Service {
             .reconfigure(&sink_list(&new, &self.args), &self.ctx)
             .context("starting sinks")?;
         let mut later = Vec::new();
+        if new.capture != self.running.capture {
+            later.push("[capture]");
+        }
         if new.filters != self.running.filters {
             later.push("[filters]");
         }
@@ -263,6 +266,7 @@ impl Service {
         // What cannot change live keeps its running value, so the next
         // reload compares against what is really in force.
         let mut running = new;
+        running.capture = self.running.capture.clone();
         running.filters = self.running.filters.clone();
         running.record = self.running.record.clone();
         running.metrics = self.running.metrics.clone();
@@ -413,18 +417,23 @@ mod tests {
         let mut engine = Engine::new(config, caps);
 
         // Valid: a rule off, a threshold changed, a second sink; the
-        // metrics section changed too (needs a restart: kept as running).
+        // metrics and capture sections changed too (need a restart: kept
+        // as running).
         std::fs::write(
             &cfg,
             format!(
                 "{}{}[rules.pin-then-cow]\nenabled = false\n[cow_storm]\ncopies_per_sec = 5\n\
-                 [metrics]\nlisten = \"127.0.0.1:1\"\n",
+                 [metrics]\nlisten = \"127.0.0.1:1\"\n[capture]\nalerts_only = true\n",
                 sink(&a, "a"),
                 sink(&b, "b")
             ),
         )?;
         let note = service.try_reload(&mut engine)?;
-        assert!(note.contains("[metrics]"), "{note}");
+        assert!(
+            note.contains("[metrics]") && note.contains("[capture]"),
+            "{note}"
+        );
+        assert!(!service.running.capture.alerts_only);
         assert!(!engine.config().rules.pin_then_cow.enabled);
         assert_eq!(engine.config().cow_storm.copies_per_sec, 5.0);
         assert_eq!(service.sinks.len(), 2);

@@ -154,9 +154,8 @@ impl MechanismChoice {
                 if has(Mechanism::Kprobe) && preemption.trampolines_preemptible() =>
             {
                 Some(format!(
-                    "fentry not chosen by auto: preemption model {}; a program preempted \
-                     in a trampoline makes others on its CPU skip decisions \
-                     (--mechanism fentry forces it)",
+                    "fentry not chosen by auto: trampolines can be preempted here, \
+                     preemption {} (--mechanism fentry forces it)",
                     preemption.describe()
                 ))
             }

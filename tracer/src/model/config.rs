@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use super::alert::{RuleId, Severity};
 use super::event::Comm;
-use super::service_config::{self, FiltersConfig, MetricsConfig, RecordConfig, SinkConfig};
+use super::service_config::{
+    self, CaptureConfig, FiltersConfig, MetricsConfig, RecordConfig, SinkConfig,
+};
 
 /// Everything the engine can be told. All sections are optional.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -20,6 +22,7 @@ pub struct Config {
     pub cow_storm: CowStormConfig,
     pub rules: RulesConfig,
     /// Service sections (`watch --config`): see `service_config`.
+    pub capture: CaptureConfig,
     pub filters: FiltersConfig,
     pub sinks: Vec<SinkConfig>,
     pub record: RecordConfig,
@@ -266,6 +269,16 @@ mod tests {
     #[test]
     fn documented_defaults_equal_default() -> Result<(), ConfigError> {
         assert_eq!(parse(DEFAULT_TOML)?, Config::default());
+        Ok(())
+    }
+
+    /// The config the Debian package installs in /etc/cowtrace: valid, and
+    /// a service left running uses lean capture.
+    #[test]
+    fn packaged_config_is_valid_and_lean() -> Result<(), ConfigError> {
+        let packaged = parse(include_str!("../../../packaging/cowtrace.toml"))?;
+        assert!(packaged.capture.alerts_only);
+        assert!(!Config::default().capture.alerts_only);
         Ok(())
     }
 

@@ -1,5 +1,5 @@
-//! The service sections of the config file: `[filters]`, `[[sinks]]`,
-//! `[record]`, `[metrics]` (pure data and validation).
+//! The service sections of the config file: `[capture]`, `[filters]`,
+//! `[[sinks]]`, `[record]`, `[metrics]` (pure data and validation).
 //!
 //! They sit in the same TOML file as the engine sections so one file
 //! describes a whole `cowtrace watch --config FILE` service. `report` and
@@ -12,6 +12,16 @@ use serde::Deserialize;
 
 use super::alert::Severity;
 use super::config::ConfigError;
+
+/// How the kernel side captures, set when the probes are loaded (a reload
+/// cannot change it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// Lean mode, as `--alerts-only` (either one turns it on): ordinary
+    /// decisions counted in the kernel, alert material streamed.
+    pub alerts_only: bool,
+}
 
 /// In-kernel filters, set when the probes are loaded (a reload cannot
 /// change them: it would mean detaching). Command-line filters win.
