@@ -100,6 +100,23 @@ pub enum Body {
     StackDef(StackDef),
 }
 
+impl Body {
+    /// The event kind as exports name it (`kind` in JSON lines, Parquet).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::CowFault(_) => "cow_fault",
+            Body::Gup(_) => "gup",
+            Body::Unpin(_) => "unpin",
+            Body::ForkVma(_) => "fork_vma",
+            Body::ForkCopy(_) => "fork_copy",
+            Body::TaskFork(_) => "fork",
+            Body::TaskExit => "exit",
+            Body::Lost(_) => "lost",
+            Body::StackDef(_) => "stack_def",
+        }
+    }
+}
+
 /// Where the kernel took a COW decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Site {

@@ -80,23 +80,23 @@ impl JsonlExporter {
                 self.stacks.insert(s.id, s.frames.clone());
                 return Ok(false);
             }
-            Body::CowFault(c) => to_json(ev, "cow_fault", cow_fault(c)),
-            Body::Gup(g) => to_json(ev, "gup", gup(g, &self.stacks)),
-            Body::Unpin(u) => to_json(ev, "unpin", unpin(u)),
-            Body::ForkVma(f) => to_json(ev, "fork_vma", fork_vma(f)),
-            Body::ForkCopy(f) => to_json(ev, "fork_copy", fork_copy(f)),
-            Body::TaskFork(f) => to_json(ev, "fork", fork(f)),
-            Body::TaskExit => to_json(ev, "exit", Nothing {}),
-            Body::Lost(l) => to_json(ev, "lost", lost(l)),
+            Body::CowFault(c) => to_json(ev, cow_fault(c)),
+            Body::Gup(g) => to_json(ev, gup(g, &self.stacks)),
+            Body::Unpin(u) => to_json(ev, unpin(u)),
+            Body::ForkVma(f) => to_json(ev, fork_vma(f)),
+            Body::ForkCopy(f) => to_json(ev, fork_copy(f)),
+            Body::TaskFork(f) => to_json(ev, fork(f)),
+            Body::TaskExit => to_json(ev, Nothing {}),
+            Body::Lost(l) => to_json(ev, lost(l)),
         }?;
         out.push_str(&json);
         Ok(true)
     }
 }
 
-fn to_json<B: Serialize>(ev: &Event, kind: &'static str, body: B) -> serde_json::Result<String> {
+fn to_json<B: Serialize>(ev: &Event, body: B) -> serde_json::Result<String> {
     serde_json::to_string(&Line {
-        kind,
+        kind: ev.body.kind(),
         time_ns: ev.time_ns,
         cpu: ev.cpu,
         pid: ev.task.pid,

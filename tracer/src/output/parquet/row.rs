@@ -122,7 +122,7 @@ impl RowMapper {
     /// inlined into the `gup` rows that name it).
     pub fn row<'s>(&'s mut self, ev: &'s Event) -> Option<Row<'s>> {
         let base = Row {
-            kind: "",
+            kind: ev.body.kind(),
             time_ns: ev.time_ns,
             cpu: ev.cpu,
             pid: ev.task.pid,
@@ -142,10 +142,7 @@ impl RowMapper {
             Body::ForkVma(f) => fork_vma(base, f),
             Body::ForkCopy(f) => fork_copy(base, f),
             Body::TaskFork(f) => fork(base, f),
-            Body::TaskExit => Row {
-                kind: "exit",
-                ..base
-            },
+            Body::TaskExit => base,
             Body::Lost(l) => lost(base, l),
         };
         Some(row)
@@ -196,7 +193,6 @@ fn with_page<'a>(row: Row<'a>, p: &PageState) -> Row<'a> {
 
 fn cow_fault<'a>(base: Row<'a>, c: &CowFault) -> Row<'a> {
     let row = Row {
-        kind: "cow_fault",
         site: Some(site(c.site)),
         fault: Some(fault(c.fault)),
         address: Some(c.address),
@@ -217,7 +213,6 @@ fn cow_fault<'a>(base: Row<'a>, c: &CowFault) -> Row<'a> {
 
 fn gup<'a>(base: Row<'a>, g: &Gup, stacks: &'a HashMap<u32, Vec<String>>) -> Row<'a> {
     let row = Row {
-        kind: "gup",
         path: Some(gup_path(g.path)),
         address: Some(g.address),
         pfn: Some(g.pfn),
@@ -240,7 +235,6 @@ fn gup<'a>(base: Row<'a>, g: &Gup, stacks: &'a HashMap<u32, Vec<String>>) -> Row
 
 fn unpin<'a>(base: Row<'a>, u: &Unpin) -> Row<'a> {
     Row {
-        kind: "unpin",
         pfn: Some(u.pfn),
         refs: Some(u.refs),
         pin: Some(u.pin),
@@ -251,7 +245,6 @@ fn unpin<'a>(base: Row<'a>, u: &Unpin) -> Row<'a> {
 
 fn fork_vma<'a>(base: Row<'a>, f: &ForkVma) -> Row<'a> {
     Row {
-        kind: "fork_vma",
         child_pid: f.child_pid,
         child_mm: Some(f.child_mm),
         start: Some(f.start),
@@ -263,7 +256,6 @@ fn fork_vma<'a>(base: Row<'a>, f: &ForkVma) -> Row<'a> {
 
 fn fork_copy<'a>(base: Row<'a>, f: &ForkCopy) -> Row<'a> {
     Row {
-        kind: "fork_copy",
         child_pid: f.child_pid,
         child_mm: Some(f.child_mm),
         address: Some(f.address),
@@ -274,7 +266,6 @@ fn fork_copy<'a>(base: Row<'a>, f: &ForkCopy) -> Row<'a> {
 
 fn fork<'a>(base: Row<'a>, f: &TaskFork) -> Row<'a> {
     Row {
-        kind: "fork",
         child_pid: Some(f.child_pid),
         child_tid: Some(f.child_tid),
         child_mm: Some(f.child_mm),
@@ -284,7 +275,6 @@ fn fork<'a>(base: Row<'a>, f: &TaskFork) -> Row<'a> {
 
 fn lost<'a>(base: Row<'a>, l: &'a Lost) -> Row<'a> {
     Row {
-        kind: "lost",
         hook: Some(&l.hook),
         count: Some(l.dropped.saturating_add(l.errors)),
         dropped: Some(l.dropped),
