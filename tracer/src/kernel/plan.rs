@@ -841,6 +841,20 @@ mod tests {
             let f = plan_with(&info, &layout, MechanismChoice::Fentry);
             let wp = f.hook(hook::WP_FAULT).unwrap().chosen.as_ref().unwrap();
             assert_eq!(wp.mechanism, Mechanism::Fentry);
+            // `check` says so, and warns only when trampolines are forced.
+            let warns = |r: &crate::kernel::CheckReport| {
+                r.problems.iter().any(|p| {
+                    p.message
+                        .contains("use trampolines on a kernel that preempts")
+                })
+            };
+            let auto = crate::kernel::check(&info);
+            assert!(!warns(&auto));
+            assert!(auto.render_text().contains("auto uses kprobes"));
+            assert!(warns(&crate::kernel::check_with(
+                &info,
+                MechanismChoice::Fentry
+            )));
         }
         info.preemption = Preemption::known(PreemptModel::Voluntary, "debugfs");
         let wp = plan(&info, &layout);
