@@ -8,35 +8,37 @@
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::programs::ProgramFd;
+use aya_obj::generated::bpf_prog_info;
 
 use super::{Capture, CaptureError};
 
 /// `BPF_OBJ_GET_INFO_BY_FD`.
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-/// Offset of `recursion_misses` in the uapi `struct bpf_prog_info`.
-const RECURSION_MISSES_OFF: usize = 208;
-/// Bytes of `struct bpf_prog_info` read (through `recursion_misses`).
-const INFO_BYTES: usize = RECURSION_MISSES_OFF + 8;
+/// Bytes of `struct bpf_prog_info` the kernel must fill for
+/// `recursion_misses` to be its own (5.12+); older kernels write less.
+const THROUGH_MISSES: usize =
+    std::mem::offset_of!(bpf_prog_info, recursion_misses) + std::mem::size_of::<u64>();
 
 /// Reads one program's `recursion_misses`; `None` when the kernel does not
 /// report it (before 5.12) or the call fails.
 fn recursion_misses(fd: &ProgramFd) -> Option<u64> {
-    #[repr(C, align(8))]
-    struct Info([u8; INFO_BYTES]);
     #[repr(C)]
     struct InfoAttr {
         bpf_fd: u32,
         info_len: u32,
         info: u64,
     }
-    let mut info = Info([0; INFO_BYTES]);
+    // SAFETY: a uapi struct of integers: all zeroes is a valid value, and
+    // the kernel requires the bytes it does not know to be zero.
+    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
     let mut attr = InfoAttr {
         bpf_fd: fd.as_fd().as_raw_fd() as u32,
-        info_len: INFO_BYTES as u32,
-        info: info.0.as_mut_ptr() as u64,
+        info_len: std::mem::size_of::<bpf_prog_info>() as u32,
+        info: &mut info as *mut bpf_prog_info as u64,
     };
     // SAFETY: `attr` points at a buffer of `info_len` bytes that outlives
-    // the call; the kernel writes at most that much and updates `info_len`.
+    // the call; the kernel writes at most that much and sets `info_len` to
+    // what it filled.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -45,11 +47,7 @@ fn recursion_misses(fd: &ProgramFd) -> Option<u64> {
             std::mem::size_of::<InfoAttr>(),
         )
     };
-    if rc != 0 || (attr.info_len as usize) < INFO_BYTES {
-        return None;
-    }
-    let b = &info.0[RECURSION_MISSES_OFF..INFO_BYTES];
-    Some(u64::from_ne_bytes(b.try_into().ok()?))
+    (rc == 0 && attr.info_len as usize >= THROUGH_MISSES).then_some(info.recursion_misses)
 }
 
 /// Growth since the previous poll, for one hook.
@@ -108,5 +106,18 @@ impl RecursionMisses {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `struct bpf_prog_info` only grows at its end (uapi): the field sits
+    /// where include/uapi/linux/bpf.h of 5.12+ puts it.
+    #[test]
+    fn recursion_misses_is_at_its_uapi_offset() {
+        assert_eq!(std::mem::offset_of!(bpf_prog_info, recursion_misses), 208);
+        assert_eq!(THROUGH_MISSES, 216);
     }
 }
