@@ -124,7 +124,7 @@ fn wrong_magic_and_newer_version_are_refused_with_their_offsets() {
         TraceError::UnsupportedVersion {
             offset: 8,
             major: 2,
-            minor: 0,
+            minor: cowtrace::trace::FORMAT_MINOR,
             supported: 1,
             ..
         } => {}

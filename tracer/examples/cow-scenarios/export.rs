@@ -150,12 +150,15 @@ pub struct Lost {
     pub dropped: u64,
     #[serde(default)]
     pub errors: u64,
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 impl Lost {
     /// Records this marker stands for: `count` when given, else the parts.
     pub fn total(&self) -> u64 {
-        self.count.unwrap_or(self.dropped + self.errors)
+        self.count
+            .unwrap_or(self.dropped + self.errors + self.skipped)
     }
 }
 
@@ -236,8 +239,9 @@ mod tests {
             count: None,
             dropped: 3,
             errors: 2,
+            skipped: 1,
         };
-        assert_eq!(l.total(), 5);
+        assert_eq!(l.total(), 6);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::{
     trace_args::TraceArgs,
 };
 use crate::{
-    model::{Event, service_config::parse_size},
+    model::{Event, LostCounts, service_config::parse_size},
     trace::{TraceWriter, WriterOptions},
 };
 
@@ -43,13 +43,13 @@ pub struct Args {
 
 struct FileSink {
     writer: TraceWriter,
-    lost: u64,
+    lost: LostCounts,
 }
 
 impl Sink for FileSink {
     fn events(&mut self, events: &[Event]) -> anyhow::Result<()> {
         for ev in events {
-            self.lost += session::lost_count(ev);
+            session::tally_lost(&mut self.lost, ev);
             self.writer.push(ev)?;
         }
         Ok(())
@@ -72,7 +72,10 @@ pub fn run(args: Args) -> CliResult {
         };
         let writer = TraceWriter::create(&args.output, &meta, opts)
             .with_context(|| format!("creating {}", args.output.display()))?;
-        let mut sink = FileSink { writer, lost: 0 };
+        let mut sink = FileSink {
+            writer,
+            lost: LostCounts::default(),
+        };
         let child = session::spawn_command(&args.trace.command)?;
         let stop = live.run(&mut sink, duration, child).await;
         // Detach before the final write: nothing more arrives anyway.
@@ -87,7 +90,7 @@ pub fn run(args: Args) -> CliResult {
             "cowtrace: {}; {events} events written to {}; {}",
             session::describe(&stop),
             args.output.display(),
-            session::loss_note(sink.lost),
+            session::loss_note(&sink.lost),
         );
         Ok(ExitCode::SUCCESS)
     })

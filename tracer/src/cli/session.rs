@@ -20,7 +20,7 @@ use crate::{
     },
     decode::{self, Decoder, DecoderConfig, RetKind, StackSource, Symbolizer},
     kernel::{Kallsyms, KernelInfo, check_with, hooks},
-    model::{Counted, Event, KernelCaps, Task},
+    model::{Counted, Event, KernelCaps, LostCounts, Task},
     trace::{ClockBase, TraceMeta},
 };
 
@@ -146,9 +146,8 @@ impl Live {
             self.decoder
                 .lost(now, d.hook, d.cpu, d.dropped, d.errors, out);
         }
-        // The kernel does not say on which CPU it skipped a program.
         for d in self.misses.poll() {
-            self.decoder.lost(now, d.hook, 0, d.missed, 0, out);
+            self.decoder.skipped(now, d.hook, d.missed, out);
         }
     }
 
@@ -299,23 +298,34 @@ pub fn describe(stop: &Stop) -> String {
     }
 }
 
-/// Events the kernel side could not deliver, as carried by `Lost` events.
-pub fn lost_count(ev: &Event) -> u64 {
-    match &ev.body {
-        crate::model::Body::Lost(l) => l.dropped + l.errors,
-        _ => 0,
+/// Adds what a `Lost` event carries to `tally`.
+pub fn tally_lost(tally: &mut LostCounts, ev: &Event) {
+    if let crate::model::Body::Lost(l) = &ev.body {
+        tally.dropped += l.dropped;
+        tally.errors += l.errors;
+        tally.skipped += l.skipped;
     }
 }
 
-/// "no events lost" or a warning with the count.
-pub fn loss_note(lost: u64) -> String {
-    if lost == 0 {
-        "no events lost".to_string()
-    } else {
-        format!(
-            "WARNING: {lost} events lost (ring buffer full, unreadable state, or trampoline programs skipped); the trace is incomplete"
-        )
+/// "no events lost" or a warning with the count and its causes.
+pub fn loss_note(lost: &LostCounts) -> String {
+    let total = lost.dropped + lost.errors + lost.skipped;
+    if total == 0 {
+        return "no events lost".to_string();
     }
+    let causes: Vec<String> = [
+        (lost.dropped, "ring buffer full"),
+        (lost.errors, "unreadable state"),
+        (lost.skipped, "trampoline programs skipped by the kernel"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, why)| format!("{n} {why}"))
+    .collect();
+    format!(
+        "WARNING: {total} events lost ({}); the trace is incomplete",
+        causes.join(", ")
+    )
 }
 
 /// Probes the kernel, resolves layout, constants and the attach plan, loads
@@ -438,4 +448,24 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_note_names_each_cause() {
+        assert_eq!(loss_note(&LostCounts::default()), "no events lost");
+        let lost = LostCounts {
+            dropped: 3,
+            errors: 0,
+            skipped: 2,
+        };
+        assert_eq!(
+            loss_note(&lost),
+            "WARNING: 5 events lost (3 ring buffer full, 2 trampoline programs skipped \
+             by the kernel); the trace is incomplete"
+        );
+    }
 }

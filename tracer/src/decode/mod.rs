@@ -194,7 +194,25 @@ impl Decoder {
         errors: u64,
         out: &mut Vec<Event>,
     ) {
-        if dropped == 0 && errors == 0 {
+        self.push_lost(time_ns, hook, cpu, [dropped, errors, 0], out);
+    }
+
+    /// Synthesizes a `Lost` event for trampoline invocations of `hook` the
+    /// kernel skipped (its recursion guard) since the previous call; the
+    /// kernel does not say on which CPU. Nothing when zero.
+    pub fn skipped(&mut self, time_ns: u64, hook: u16, skipped: u64, out: &mut Vec<Event>) {
+        self.push_lost(time_ns, hook, 0, [0, 0, skipped], out);
+    }
+
+    fn push_lost(
+        &mut self,
+        time_ns: u64,
+        hook: u16,
+        cpu: u32,
+        [dropped, errors, skipped]: [u64; 3],
+        out: &mut Vec<Event>,
+    ) {
+        if dropped == 0 && errors == 0 && skipped == 0 {
             return;
         }
         self.fork.expire(time_ns, out);
@@ -208,6 +226,7 @@ impl Decoder {
                 cpu,
                 dropped,
                 errors,
+                skipped,
             }),
         });
     }

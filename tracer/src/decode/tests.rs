@@ -540,6 +540,25 @@ fn short_and_unknown_records_are_counted_not_fatal() {
 }
 
 #[test]
+fn skipped_runs_make_a_lost_event_without_a_cpu() {
+    let mut rig = Rig::new(false);
+    let mut out = Vec::new();
+    rig.d.skipped(5, tracer_common::hook::WP_FAULT, 0, &mut out);
+    assert!(out.is_empty());
+    rig.d.skipped(6, tracer_common::hook::WP_FAULT, 4, &mut out);
+    assert_eq!(
+        out.iter().map(|e| &e.body).collect::<Vec<_>>(),
+        [&Body::Lost(Lost {
+            hook: "wp_fault".into(),
+            cpu: 0,
+            dropped: 0,
+            errors: 0,
+            skipped: 4,
+        })]
+    );
+}
+
+#[test]
 fn lost_only_when_non_zero() {
     let mut rig = Rig::new(false);
     let mut out = Vec::new();
@@ -556,7 +575,8 @@ fn lost_only_when_non_zero() {
             hook: "gup_fast".into(),
             cpu: 3,
             dropped: 7,
-            errors: 1
+            errors: 1,
+            skipped: 0,
         })
     );
 }

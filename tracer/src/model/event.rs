@@ -266,6 +266,20 @@ pub struct Lost {
     pub dropped: u64,
     /// Probe invocations that could not read what they needed.
     pub errors: u64,
+    /// Invocations the kernel did not run: a trampoline (fentry/fexit)
+    /// program already running on the CPU, preempted there, is skipped by
+    /// the kernel's recursion guard. The kernel does not say on which CPU:
+    /// `cpu` is 0 for these.
+    pub skipped: u64,
+}
+
+impl Lost {
+    /// Events lost for every reason.
+    pub fn total(&self) -> u64 {
+        self.dropped
+            .saturating_add(self.errors)
+            .saturating_add(self.skipped)
+    }
 }
 /// Lean mode: ordinary write-fault decisions of one process, site and
 /// outcome that the kernel side counted instead of recording (see

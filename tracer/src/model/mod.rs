@@ -23,4 +23,4 @@ pub use alert::{Alert, Holder, RuleId, Severity};
 pub use config::{Config, ConfigError};
 pub use engine::{Engine, StateSizes};
 pub use event::*;
-pub use report::{Report, Summary};
+pub use report::{LostCounts, Report, Summary};

@@ -165,6 +165,8 @@ pub struct RuleSummary {
 pub struct LostCounts {
     pub dropped: u64,
     pub errors: u64,
+    /// Trampoline programs the kernel skipped (see `Lost::skipped`).
+    pub skipped: u64,
 }
 
 /// Counters for a periodic one-line status.

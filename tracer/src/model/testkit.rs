@@ -164,6 +164,7 @@ pub fn lost(dropped: u64) -> Body {
         cpu: 0,
         dropped,
         errors: 0,
+        skipped: 0,
     })
 }
 

@@ -308,14 +308,16 @@ struct LostOut<'a> {
     count: u64,
     dropped: u64,
     errors: u64,
+    skipped: u64,
 }
 
 fn lost(l: &Lost) -> LostOut<'_> {
     LostOut {
         hook: &l.hook,
-        count: l.dropped.saturating_add(l.errors),
+        count: l.total(),
         dropped: l.dropped,
         errors: l.errors,
+        skipped: l.skipped,
     }
 }
 
@@ -503,18 +505,19 @@ mod tests {
     }
 
     #[test]
-    fn lost_line_counts_drops_and_errors() {
+    fn lost_line_counts_drops_errors_and_skips() {
         let e = ev(Body::Lost(Lost {
             hook: "gup_fast".into(),
             cpu: 2,
             dropped: 5,
             errors: 3,
+            skipped: 2,
         }));
         assert_eq!(
             line(&mut JsonlExporter::new(), &e).unwrap(),
             golden(
                 "lost",
-                r#","hook":"gup_fast","count":8,"dropped":5,"errors":3"#
+                r#","hook":"gup_fast","count":10,"dropped":5,"errors":3,"skipped":2"#
             )
         );
     }

@@ -231,6 +231,7 @@ fn encode_body(st: &mut DeltaState, body: &Body, p: &mut Vec<u8>) -> u64 {
             put_u(p, l.cpu.into());
             put_u(p, l.dropped);
             put_u(p, l.errors);
+            put_u(p, l.skipped);
             kind::LOST
         }
         Body::StackDef(s) => {
@@ -493,6 +494,8 @@ fn decode_body(st: &mut DeltaState, kind: u64, p: &mut Cursor<'_>) -> Result<Bod
             cpu: p.u32("cpu")?,
             dropped: p.u()?,
             errors: p.u()?,
+            // Appended (format 1.1): absent in older records.
+            skipped: if p.is_empty() { 0 } else { p.u()? },
         }),
         kind::STACK_DEF => {
             let id = p.u32("id")?;
@@ -645,6 +648,39 @@ mod tests {
                 ..cow
             }),
         );
+        assert_eq!(
+            decode_record(&mut DeltaState::default(), &mut c),
+            Ok(Decoded::Event(want))
+        );
+    }
+
+    #[test]
+    fn lost_skipped_round_trips_and_is_zero_in_records_without_it() {
+        let lost = Lost {
+            hook: "wp_fault".into(),
+            cpu: 0,
+            dropped: 4,
+            errors: 1,
+            skipped: 3,
+        };
+        let e = ev(1, Body::Lost(lost.clone()));
+        let mut buf = Vec::new();
+        encode_event(&mut DeltaState::default(), &e, &mut buf);
+        let mut c = Cursor::new(&buf);
+        assert_eq!(
+            decode_record(&mut DeltaState::default(), &mut c),
+            Ok(Decoded::Event(e))
+        );
+        // A format 1.0 record: the last byte (skipped = 3) cut off.
+        let mut c = Cursor::new(&buf);
+        let k = c.u().unwrap();
+        let payload = c.len_bytes().unwrap();
+        assert_eq!(payload.last(), Some(&3));
+        let mut old = Vec::new();
+        put_u(&mut old, k);
+        put_bytes(&mut old, &payload[..payload.len() - 1]);
+        let mut c = Cursor::new(&old);
+        let want = ev(1, Body::Lost(Lost { skipped: 0, ..lost }));
         assert_eq!(
             decode_record(&mut DeltaState::default(), &mut c),
             Ok(Decoded::Event(want))

@@ -13,7 +13,8 @@ pub const MAGIC: [u8; 8] = *b"\x89CWT\r\n\x1a\n";
 pub const FORMAT_MAJOR: u16 = 1;
 /// Bumped for additive changes (new record kinds, appended fields, new
 /// frame kinds). Readers accept any minor version.
-pub const FORMAT_MINOR: u16 = 0;
+/// 1: `CowFault.swap_count` and `Lost.skipped` appended.
+pub const FORMAT_MINOR: u16 = 1;
 
 /// Fixed part of the file header: magic, versions, flags, recording id,
 /// sequence, metadata length, checksum.

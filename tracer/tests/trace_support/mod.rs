@@ -169,6 +169,9 @@ pub fn every_variant() -> Vec<Event> {
                 cpu: 3,
                 dropped: u64::MAX,
                 errors: 1,
+                // The stored seeds predate the field (format 1.0) and
+                // must still decode to this: absent means 0.
+                skipped: 0,
             }),
         ),
     ]
@@ -339,8 +342,8 @@ fn arb_body() -> impl Strategy<Value = Body> {
         1 => (any::<u32>(), any::<u32>(), any::<u64>())
             .prop_map(|(child_pid, child_tid, child_mm)| Body::TaskFork(TaskFork { child_pid, child_tid, child_mm })),
         1 => Just(Body::TaskExit),
-        1 => (".{0,24}", any::<u32>(), any::<u64>(), any::<u64>())
-            .prop_map(|(hook, cpu, dropped, errors)| Body::Lost(Lost { hook, cpu, dropped, errors })),
+        1 => (".{0,24}", any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>())
+            .prop_map(|(hook, cpu, dropped, errors, skipped)| Body::Lost(Lost { hook, cpu, dropped, errors, skipped })),
         1 => (any::<u32>(), proptest::collection::vec(".{0,40}", 0..6))
             .prop_map(|(id, frames)| Body::StackDef(StackDef { id, frames })),
     ]

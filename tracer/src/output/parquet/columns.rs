@@ -85,6 +85,7 @@ pub fn schema() -> SchemaRef {
         f("count", UInt64, true),
         f("dropped", UInt64, true),
         f("errors", UInt64, true),
+        f("skipped", UInt64, true),
     ]))
 }
 
@@ -136,6 +137,7 @@ pub struct Columns {
     count: UInt64Builder,
     dropped: UInt64Builder,
     errors: UInt64Builder,
+    skipped: UInt64Builder,
     rows: usize,
 }
 
@@ -194,6 +196,7 @@ impl Columns {
             count: UInt64Builder::new(),
             dropped: UInt64Builder::new(),
             errors: UInt64Builder::new(),
+            skipped: UInt64Builder::new(),
             rows: 0,
         }
     }
@@ -263,6 +266,7 @@ impl Columns {
         self.count.append_option(r.count);
         self.dropped.append_option(r.dropped);
         self.errors.append_option(r.errors);
+        self.skipped.append_option(r.skipped);
         self.rows += 1;
     }
 
@@ -315,6 +319,7 @@ impl Columns {
             Arc::new(self.count.finish()),
             Arc::new(self.dropped.finish()),
             Arc::new(self.errors.finish()),
+            Arc::new(self.skipped.finish()),
         ];
         self.rows = 0;
         RecordBatch::try_new(schema, columns)

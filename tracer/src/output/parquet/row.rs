@@ -98,6 +98,7 @@ pub struct Row<'a> {
     pub count: Option<u64>,
     pub dropped: Option<u64>,
     pub errors: Option<u64>,
+    pub skipped: Option<u64>,
 }
 
 /// Turns events into rows, remembering stack definitions so `gup` rows
@@ -276,9 +277,10 @@ fn fork<'a>(base: Row<'a>, f: &TaskFork) -> Row<'a> {
 fn lost<'a>(base: Row<'a>, l: &'a Lost) -> Row<'a> {
     Row {
         hook: Some(&l.hook),
-        count: Some(l.dropped.saturating_add(l.errors)),
+        count: Some(l.total()),
         dropped: Some(l.dropped),
         errors: Some(l.errors),
+        skipped: Some(l.skipped),
         ..base
     }
 }
@@ -371,12 +373,19 @@ mod tests {
             cpu: 3,
             dropped: u64::MAX,
             errors: 2,
+            skipped: 1,
         }));
         let mut m = RowMapper::new();
         let r = m.row(&e).unwrap();
         assert_eq!(
-            (r.hook, r.count, r.dropped, r.errors),
-            (Some("gup_fast"), Some(u64::MAX), Some(u64::MAX), Some(2))
+            (r.hook, r.count, r.dropped, r.errors, r.skipped),
+            (
+                Some("gup_fast"),
+                Some(u64::MAX),
+                Some(u64::MAX),
+                Some(2),
+                Some(1)
+            )
         );
     }
 

@@ -307,6 +307,7 @@ impl PerfettoExporter {
                         ("cpu", Arg::U(u64::from(l.cpu))),
                         ("dropped", Arg::U(l.dropped)),
                         ("errors", Arg::U(l.errors)),
+                        ("skipped", Arg::U(l.skipped)),
                     ],
                 );
             }

@@ -56,8 +56,8 @@ fn hook_index(ev: &Event) -> Option<usize> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counters {
     events: [u64; HOOKS.len()],
-    /// (hook, cpu) -> (dropped, errors).
-    lost: BTreeMap<(String, u32), (u64, u64)>,
+    /// (hook, cpu) -> (dropped, errors, skipped).
+    lost: BTreeMap<(String, u32), (u64, u64, u64)>,
     alerts: BTreeMap<(RuleId, Severity), u64>,
     reloads_ok: u64,
     reloads_failed: u64,
@@ -80,6 +80,7 @@ impl Counters {
             let e = self.lost.entry((l.hook.clone(), l.cpu)).or_default();
             e.0 += l.dropped;
             e.1 += l.errors;
+            e.2 += l.skipped;
         }
     }
 
@@ -183,9 +184,10 @@ pub fn render(s: &Snapshot) -> String {
     o.family(
         "cowtrace_lost_events_total",
         "counter",
-        "Events the kernel side could not deliver (ring buffer full) or read, by hook, CPU and reason.",
+        "Events the kernel side could not deliver (ring buffer full), read, or run \
+         (trampoline skipped: cpu 0), by hook, CPU and reason.",
     );
-    for ((hook, cpu), (dropped, errors)) in &c.lost {
+    for ((hook, cpu), (dropped, errors, skipped)) in &c.lost {
         let cpu = cpu.to_string();
         o.sample(
             "cowtrace_lost_events_total",
@@ -196,6 +198,11 @@ pub fn render(s: &Snapshot) -> String {
             "cowtrace_lost_events_total",
             &[("hook", hook), ("cpu", &cpu), ("reason", "error")],
             errors,
+        );
+        o.sample(
+            "cowtrace_lost_events_total",
+            &[("hook", hook), ("cpu", &cpu), ("reason", "skipped")],
+            skipped,
         );
     }
     o.family(
