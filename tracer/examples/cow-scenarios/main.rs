@@ -13,6 +13,7 @@
 mod bench;
 mod buffer;
 mod checks;
+mod contention;
 mod demo;
 mod export;
 mod hex;

@@ -48,6 +48,8 @@ pub enum Scenario {
     Service,
     /// `watch --alerts-only` against a full `watch` on the same workloads.
     AlertsOnly,
+    /// More concurrent writers than CPUs under `auto`: nothing lost.
+    Contention,
     /// A workload recorded with `--mechanism kprobe`, checked the same way.
     Kprobe(Workload),
     /// A workload recorded with `--mechanism fentry`, checked the same way.
@@ -74,7 +76,11 @@ impl Scenario {
             .chain(robust::Case::ALL.into_iter().map(Scenario::Robust))
             .chain(MECHANISM_WORKLOADS.into_iter().map(Scenario::Kprobe))
             .chain(MECHANISM_WORKLOADS.into_iter().map(Scenario::Fentry))
-            .chain([Scenario::Service, Scenario::AlertsOnly])
+            .chain([
+                Scenario::Service,
+                Scenario::AlertsOnly,
+                Scenario::Contention,
+            ])
             .collect()
     }
 
@@ -85,6 +91,7 @@ impl Scenario {
             Scenario::Robust(c) => c.name(),
             Scenario::Service => crate::service::NAME,
             Scenario::AlertsOnly => crate::lean::NAME,
+            Scenario::Contention => crate::contention::NAME,
             Scenario::Kprobe(Workload::ForkChildWrites) => "kprobe-fork-child-writes",
             Scenario::Kprobe(Workload::VmspliceThenWrite) => "kprobe-vmsplice-then-write",
             Scenario::Kprobe(_) => "kprobe-other",
@@ -129,6 +136,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<bool> {
             Scenario::Robust(c) => c.run(cfg),
             Scenario::Service => crate::service::run(cfg),
             Scenario::AlertsOnly => crate::lean::run(cfg),
+            Scenario::Contention => crate::contention::run(cfg),
         };
         all_ok &= verdict.ok;
         emit(&result_line(scenario.name(), &verdict));

@@ -1,0 +1,177 @@
+//! `concurrent-writers`: four cow-storms at once on the guest's two vCPUs,
+//! recorded with the mechanism `auto` picks. More writers than CPUs keep
+//! every CPU contended, which is what makes a kernel that preempts inside
+//! trampoline programs skip them (seen on 7.2 with `--mechanism fentry`:
+//! about one decision in twenty). The recording must lose nothing, and
+//! must hold a decision for every write fault the workloads count.
+
+use std::process::Command;
+
+use anyhow::Context as _;
+
+use crate::bench::find_run_line;
+use crate::checks::Verdict;
+use crate::export::{Body, parse_jsonl};
+use crate::runner::run_captured;
+use crate::suite::Config;
+
+pub const NAME: &str = "concurrent-writers";
+const WRITERS: usize = 4;
+
+pub fn run(cfg: &Config) -> Verdict {
+    scenario(cfg).unwrap_or_else(|e| Verdict::failed(format!("{e:#}")))
+}
+
+fn scenario(cfg: &Config) -> anyhow::Result<Verdict> {
+    let dir = cfg.dir.join(NAME);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).context("removing the last run's files")?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let trace = dir.join("trace.cwt");
+    let outputs: Vec<_> = (0..WRITERS)
+        .map(|i| dir.join(format!("writer-{i}.out")))
+        .collect();
+    // Each writer's measurement goes to its own file; `wait` for all.
+    let mut script = String::new();
+    for out in &outputs {
+        script.push_str(&format!(
+            "\"$0\" bench-run cow-storm > '{}' & ",
+            out.display()
+        ));
+    }
+    script.push_str("wait");
+
+    let rec = run_captured(
+        Command::new(&cfg.cowtrace)
+            .arg("record")
+            .arg("-o")
+            .arg(&trace)
+            .args(["--", "sh", "-c", &script])
+            .arg(&cfg.self_exe),
+        cfg.timeout,
+    )?;
+    if !rec.success() {
+        return Ok(Verdict::failed(format!(
+            "cowtrace record: {}: {}",
+            rec.describe(),
+            rec.stderr_excerpt(240)
+        )));
+    }
+    let mut ops = 0;
+    for out in &outputs {
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        let Some(m) = find_run_line(&text) else {
+            return Ok(Verdict::failed(format!(
+                "{} has no measurement: {}",
+                out.display(),
+                text.chars().take(200).collect::<String>()
+            )));
+        };
+        ops += m.ops;
+    }
+
+    let export = run_captured(
+        Command::new(&cfg.cowtrace)
+            .arg("export")
+            .arg(&trace)
+            .args(["--format", "jsonl"]),
+        cfg.timeout,
+    )?;
+    if !export.success() {
+        return Ok(Verdict::failed(format!(
+            "cowtrace export: {}: {}",
+            export.describe(),
+            export.stderr_excerpt(240)
+        )));
+    }
+    let events = parse_jsonl(&export.stdout)?;
+    // The plan `record` used is the one `check` prints (same planner, same
+    // kernel, same options).
+    let plan = run_captured(
+        Command::new(&cfg.cowtrace).args(["check", "--format", "json"]),
+        cfg.timeout,
+    )?;
+    let mechanism = crate::checks::fault_mechanism(&plan.stdout);
+    Ok(judge(
+        ops,
+        &events,
+        format!(
+            "wp_fault attached by {}",
+            mechanism.as_deref().unwrap_or("?")
+        ),
+    ))
+}
+
+/// `ops`: write faults the writers counted; `mechanism`: what `auto` used.
+fn judge(ops: u64, events: &[crate::export::Event], mechanism: String) -> Verdict {
+    let decisions = events
+        .iter()
+        .filter(|e| matches!(e.body, Body::CowFault(_)))
+        .count() as u64;
+    let (mut dropped, mut skipped) = (0, 0);
+    for e in events {
+        if let Body::Lost(l) = &e.body {
+            skipped += l.skipped;
+            dropped += l.total() - l.skipped;
+        }
+    }
+    let detail = format!(
+        "{WRITERS} writers, {ops} write faults measured; {decisions} decisions recorded, \
+         lost {dropped}, skipped {skipped}; {mechanism}"
+    );
+    let mut problems = Vec::new();
+    if ops == 0 {
+        problems.push("the writers measured nothing".to_string());
+    }
+    if dropped + skipped > 0 {
+        problems.push(format!("{} events lost, expected 0", dropped + skipped));
+    }
+    if decisions < ops {
+        problems.push(format!(
+            "{} write faults without a decision",
+            ops - decisions
+        ));
+    }
+    if problems.is_empty() {
+        Verdict::passed(detail)
+    } else {
+        Verdict::failed(format!("{detail} | FAIL: {}", problems.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(text: &str) -> Vec<crate::export::Event> {
+        parse_jsonl(text).unwrap()
+    }
+
+    const COW: &str = "{\"type\":\"cow_fault\",\"pid\":7,\"address\":4096,\"pfn\":1,\
+                       \"decision\":\"copy\",\"fault\":\"write\",\"site\":\"wp\"}\n";
+
+    #[test]
+    fn every_fault_recorded_and_nothing_lost_passes() {
+        let v = judge(2, &events(&COW.repeat(3)), "wp_fault: kprobe".into());
+        assert!(v.ok, "{}", v.detail);
+    }
+
+    #[test]
+    fn skips_and_missing_decisions_fail() {
+        let skipped = format!(
+            "{}{{\"type\":\"lost\",\"pid\":0,\"hook\":\"wp_fault\",\"count\":1,\
+             \"dropped\":0,\"errors\":0,\"skipped\":1}}\n",
+            COW.repeat(2)
+        );
+        let v = judge(2, &events(&skipped), String::new());
+        assert!(!v.ok && v.detail.contains("skipped 1"), "{}", v.detail);
+        let v = judge(3, &events(&COW.repeat(2)), String::new());
+        assert!(
+            !v.ok && v.detail.contains("1 write faults without a decision"),
+            "{}",
+            v.detail
+        );
+        assert!(!judge(0, &[], String::new()).ok);
+    }
+}
