@@ -76,11 +76,12 @@ pub fn pin_to_current_cpu() -> anyhow::Result<usize> {
 
 /// Restricts the calling thread (and what it later forks or spawns) to `cpu`.
 pub fn set_affinity(cpu: usize) -> std::io::Result<()> {
-    // SAFETY: cpu_set_t is plain old data; CPU_SET checks nothing, so the
-    // caller's CPU number must be below CPU_SETSIZE (1024), checked here.
+    // CPU_SET does not check its index: keep it below CPU_SETSIZE.
     if cpu >= 1024 {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     }
+    // SAFETY: cpu_set_t is plain old data (all zeroes: the empty set), and
+    // `cpu` is in bounds (checked above).
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the size passed.
