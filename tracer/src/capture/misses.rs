@@ -1,9 +1,14 @@
 //! Invocations the kernel skipped: a trampoline (fentry/fexit) program is
 //! not run when it is already running on the same CPU, which happens when
 //! a task is preempted inside it (trampolines only disable migration) and
-//! another task on that CPU enters it. The kernel counts these in
-//! `bpf_prog_info.recursion_misses` (5.12+); they are lost decisions and
-//! are reported as such, never silently dropped.
+//! another task on that CPU enters it; a kprobe program is not run while
+//! another kprobe or tracepoint program runs on its CPU, a raw tracepoint
+//! program on recursion. The kernel counts these per program in
+//! `bpf_prog_info.recursion_misses` (5.12+; kprobe and raw tracepoint
+//! programs on later kernels); they are lost decisions and are reported as
+//! such, never silently dropped. Not counted there: a kretprobe whose
+//! instances are all in use (`maxactive`) misses returns in the probe's
+//! own `nmissed`, which this does not read.
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 

@@ -385,12 +385,16 @@ pub fn prepare(args: &TraceArgs, mode: CaptureMode) -> anyhow::Result<(Live, Tra
     let mut capture = Capture::load(&opts, &attachments)?;
     let ring = RingSource::new(&mut capture)?;
     let counters = LossCounters::new(&mut capture)?;
-    let trampolines: Vec<(u16, String)> = plan
-        .attachments()
-        .filter(|(_, a)| a.kind.needs_btf_func())
-        .map(|(hook, a)| (hook, a.program.to_string()))
-        .collect();
-    let misses = RecursionMisses::new(&capture, &trampolines)?;
+    // Every program, once: trampolines skip when preempted inside, kprobe
+    // programs when another BPF program runs on the CPU, raw tracepoint
+    // programs on recursion; the kernel counts all of them alike.
+    let mut programs: Vec<(u16, String)> = Vec::new();
+    for (hook, a) in plan.attachments() {
+        if !programs.iter().any(|(_, p)| p == a.program) {
+            programs.push((hook, a.program.to_string()));
+        }
+    }
+    let misses = RecursionMisses::new(&capture, &programs)?;
     let counts = if lean {
         Some(CountsReader::new(&mut capture)?)
     } else {
