@@ -4,9 +4,9 @@
 //! trampoline programs skip them (seen on 7.2 with `--mechanism fentry`:
 //! about one decision in twenty). At least 99.5% of the write faults the
 //! writers count must have a recorded decision: forced trampolines on 7.2
-//! miss that by ten times; the 0.5% is for a silent shortfall seen once
-//! with kprobes on 7.2 (0.09%, nothing reported lost; see README
-//! Limitations), which the detail prints whenever it occurs.
+//! miss that by ten times; the 0.5% is for kprobe programs, which 7.2
+//! also skips under this load, far less often (0.09% at most seen; see
+//! README Limitations). The detail prints the shortfall and the skips.
 
 use std::process::Command;
 
