@@ -13,10 +13,10 @@ use std::process::Command;
 use anyhow::Context as _;
 
 use crate::bench::find_run_line;
-use crate::checks::Verdict;
+use crate::checks::{Checker, Verdict};
 use crate::export::{Body, parse_jsonl};
 use crate::runner::run_captured;
-use crate::suite::Config;
+use crate::suite::{Config, cowtrace, failed_step};
 
 pub const NAME: &str = "concurrent-writers";
 const WRITERS: usize = 4;
@@ -57,11 +57,7 @@ fn scenario(cfg: &Config) -> anyhow::Result<Verdict> {
         cfg.timeout,
     )?;
     if !rec.success() {
-        return Ok(Verdict::failed(format!(
-            "cowtrace record: {}: {}",
-            rec.describe(),
-            rec.stderr_excerpt(240)
-        )));
+        return Ok(failed_step("record", &rec));
     }
     let mut ops = 0;
     for out in &outputs {
@@ -76,27 +72,15 @@ fn scenario(cfg: &Config) -> anyhow::Result<Verdict> {
         ops += m.ops;
     }
 
-    let export = run_captured(
-        Command::new(&cfg.cowtrace)
-            .arg("export")
-            .arg(&trace)
-            .args(["--format", "jsonl"]),
-        cfg.timeout,
-    )?;
+    let trace_s = trace.to_string_lossy();
+    let export = cowtrace(cfg, &["export", &trace_s, "--format", "jsonl"])?;
     if !export.success() {
-        return Ok(Verdict::failed(format!(
-            "cowtrace export: {}: {}",
-            export.describe(),
-            export.stderr_excerpt(240)
-        )));
+        return Ok(failed_step("export", &export));
     }
     let events = parse_jsonl(&export.stdout)?;
     // The plan `record` used is the one `check` prints (same planner, same
     // kernel, same options).
-    let plan = run_captured(
-        Command::new(&cfg.cowtrace).args(["check", "--format", "json"]),
-        cfg.timeout,
-    )?;
+    let plan = cowtrace(cfg, &["check", "--format", "json"])?;
     let mechanism = crate::checks::fault_mechanism(&plan.stdout);
     Ok(judge(
         ops,
@@ -124,24 +108,18 @@ fn judge(ops: u64, events: &[crate::export::Event], mechanism: String) -> Verdic
     // Other processes of the command (the shell) add a few decisions, so
     // this is a lower bound of the writers' own shortfall.
     let short = ops.saturating_sub(decisions);
-    let detail = format!(
+    let mut c = Checker::default();
+    c.note(format!(
         "{WRITERS} writers, {ops} write faults measured; {decisions} decisions recorded \
          ({short} short), lost {dropped}, skipped {skipped}; {mechanism}"
-    );
-    let mut problems = Vec::new();
-    if ops == 0 {
-        problems.push("the writers measured nothing".to_string());
-    }
-    if short * 1000 > ops * SHORTFALL_PER_MILLE {
-        problems.push(format!(
+    ));
+    c.expect(ops > 0, || "the writers measured nothing".into());
+    c.expect(short * 1000 <= ops * SHORTFALL_PER_MILLE, || {
+        format!(
             "{short} write faults without a decision, more than {SHORTFALL_PER_MILLE} per mille"
-        ));
-    }
-    if problems.is_empty() {
-        Verdict::passed(detail)
-    } else {
-        Verdict::failed(format!("{detail} | FAIL: {}", problems.join("; ")))
-    }
+        )
+    });
+    c.finish()
 }
 
 #[cfg(test)]

@@ -273,11 +273,11 @@ fn remove_stale(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn cowtrace(cfg: &Config, args: &[&str]) -> anyhow::Result<Finished> {
+pub fn cowtrace(cfg: &Config, args: &[&str]) -> anyhow::Result<Finished> {
     run_captured(Command::new(&cfg.cowtrace).args(args), cfg.timeout)
 }
 
-fn failed_step(what: &str, f: &Finished) -> Verdict {
+pub fn failed_step(what: &str, f: &Finished) -> Verdict {
     Verdict::failed(format!(
         "cowtrace {what}: {}: {}",
         f.describe(),

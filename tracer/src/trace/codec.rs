@@ -611,6 +611,19 @@ mod tests {
         assert_eq!(decode_record(&mut st, &mut c), Ok(Decoded::Event(next)));
     }
 
+    /// One encoded record as a writer from before its last (appended)
+    /// field would have written it; `last` is that field's byte.
+    fn without_last_byte(record: &[u8], last: u8) -> Vec<u8> {
+        let mut c = Cursor::new(record);
+        let kind = c.u().unwrap();
+        let payload = c.len_bytes().unwrap();
+        assert_eq!(payload.last(), Some(&last));
+        let mut old = Vec::new();
+        put_u(&mut old, kind);
+        put_bytes(&mut old, &payload[..payload.len() - 1]);
+        old
+    }
+
     #[test]
     fn swap_count_round_trips_and_is_none_in_records_without_it() {
         let cow = CowFault {
@@ -633,13 +646,7 @@ mod tests {
         assert_eq!(got, Ok(Decoded::Event(e)));
         // A record from a writer before the field: its last byte (the
         // swap count, 3 = Some(2)) cut off and the length fixed.
-        let mut c = Cursor::new(&buf);
-        let k = c.u().unwrap();
-        let payload = c.len_bytes().unwrap();
-        assert_eq!(payload.last(), Some(&3));
-        let mut old = Vec::new();
-        put_u(&mut old, k);
-        put_bytes(&mut old, &payload[..payload.len() - 1]);
+        let old = without_last_byte(&buf, 3);
         let mut c = Cursor::new(&old);
         let want = ev(
             1,
@@ -672,13 +679,7 @@ mod tests {
             Ok(Decoded::Event(e))
         );
         // A format 1.0 record: the last byte (skipped = 3) cut off.
-        let mut c = Cursor::new(&buf);
-        let k = c.u().unwrap();
-        let payload = c.len_bytes().unwrap();
-        assert_eq!(payload.last(), Some(&3));
-        let mut old = Vec::new();
-        put_u(&mut old, k);
-        put_bytes(&mut old, &payload[..payload.len() - 1]);
+        let old = without_last_byte(&buf, 3);
         let mut c = Cursor::new(&old);
         let want = ev(1, Body::Lost(Lost { skipped: 0, ..lost }));
         assert_eq!(
