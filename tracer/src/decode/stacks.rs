@@ -43,9 +43,6 @@ impl Symbolizer for NoSymbols {
     }
 }
 
-/// Renders one frame: `symbol+0xoff`; an unknown address is `?`, or its raw
-/// value when raw pointers were requested (kernel addresses are otherwise
-/// kept out of traces, like `mm` pointers).
 /// A text symbol this far below an address does not contain it: the
 /// address is in code kallsyms does not list (a BPF program or trampoline
 /// when `bpf_jit_kallsyms` is off) and the nearest symbol is unrelated.
@@ -67,6 +64,9 @@ fn kernel_frames(frames: &[u64], sym: &dyn Symbolizer) -> usize {
         .unwrap_or(0)
 }
 
+/// Renders one frame: `symbol+0xoff`; an unknown address is `?`, or its raw
+/// value when raw pointers were requested (kernel addresses are otherwise
+/// kept out of traces, like `mm` pointers).
 fn render(addr: u64, sym: &dyn Symbolizer, raw_pointers: bool) -> String {
     match symbol_of(addr, sym) {
         Some((name, off)) => format!("{name}+{off:#x}"),
