@@ -301,15 +301,13 @@ pub fn describe(stop: &Stop) -> String {
 /// Adds what a `Lost` event carries to `tally`.
 pub fn tally_lost(tally: &mut LostCounts, ev: &Event) {
     if let crate::model::Body::Lost(l) = &ev.body {
-        tally.dropped += l.dropped;
-        tally.errors += l.errors;
-        tally.skipped += l.skipped;
+        tally.add(l);
     }
 }
 
 /// "no events lost" or a warning with the count and its causes.
 pub fn loss_note(lost: &LostCounts) -> String {
-    let total = lost.dropped + lost.errors + lost.skipped;
+    let total = lost.total();
     if total == 0 {
         return "no events lost".to_string();
     }

@@ -751,19 +751,13 @@ impl Engine {
     fn on_lost(&mut self, l: &Lost) {
         self.complete = false;
         self.lost_events += l.total();
-        if let Some(c) = self.lost_by_hook.get_mut(l.hook.as_str()) {
-            c.dropped += l.dropped;
-            c.errors += l.errors;
-            c.skipped += l.skipped;
-        } else {
-            self.lost_by_hook.insert(
-                l.hook.clone(),
-                LostCounts {
-                    dropped: l.dropped,
-                    errors: l.errors,
-                    skipped: l.skipped,
-                },
-            );
+        match self.lost_by_hook.get_mut(l.hook.as_str()) {
+            Some(c) => c.add(l),
+            None => {
+                let mut c = LostCounts::default();
+                c.add(l);
+                self.lost_by_hook.insert(l.hook.clone(), c);
+            }
         }
     }
 

@@ -169,6 +169,19 @@ pub struct LostCounts {
     pub skipped: u64,
 }
 
+impl LostCounts {
+    /// Adds what one `Lost` event carries.
+    pub fn add(&mut self, l: &super::event::Lost) {
+        self.dropped += l.dropped;
+        self.errors += l.errors;
+        self.skipped += l.skipped;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.dropped + self.errors + self.skipped
+    }
+}
+
 /// Counters for a periodic one-line status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
